@@ -1,0 +1,11 @@
+//! quantpipe's data layer: read market data files (CSV, gzip, JSONL, Parquet), validate them into
+//! a quality report, resample bars, and keep them in a Parquet bar store.
+
+pub mod error;
+pub mod layout;
+pub mod parquet_io;
+pub mod quality;
+pub mod read;
+pub mod timestamp;
+
+pub use error::{DataError, Result};

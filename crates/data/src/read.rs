@@ -1,0 +1,569 @@
+//! Readers for bar files: CSV (plain or gzip, any of , ; tab |), JSONL and Parquet. They parse every
+//! row into columnar bars per symbol and record each row they could not parse, with its line; they
+//! decide nothing about data quality (that is `quality`'s job).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use quantpipe_core::{Bars, Symbol};
+
+use crate::error::{DataError, Result};
+use crate::layout::{detect, ColumnOverrides, Layout, TimestampColumns};
+use crate::quality::{Example, ProblemTally};
+use crate::timestamp::{looks_numeric, parse_datetime, parse_epoch, parse_time_of_day, EpochUnit, Zone};
+
+/// Receives progress while a file is read. The CLI draws a bar; libraries and tests pass `NoProgress`.
+pub trait Progress: Sync {
+    fn start(&self, _label: &str, _total_bytes: u64) {}
+    fn advance_to(&self, _bytes: u64) {}
+    fn finish(&self) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+    CsvGzip,
+    Jsonl,
+    JsonlGzip,
+    Parquet,
+}
+
+impl FileFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "CSV",
+            FileFormat::CsvGzip => "CSV (gzip)",
+            FileFormat::Jsonl => "JSONL",
+            FileFormat::JsonlGzip => "JSONL (gzip)",
+            FileFormat::Parquet => "Parquet",
+        }
+    }
+}
+
+pub struct ReadOptions<'a> {
+    /// The symbol of a single-symbol file; with a symbol column, keeps only that symbol's rows.
+    pub symbol: Option<Symbol>,
+    pub columns: ColumnOverrides,
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for ReadOptions<'_> {
+    fn default() -> Self {
+        ReadOptions { symbol: None, columns: ColumnOverrides::default(), progress: &NoProgress }
+    }
+}
+
+/// One symbol's rows as read, in file order, with the line each came from.
+#[derive(Debug, Clone)]
+pub struct RawSeries {
+    pub symbol: Symbol,
+    pub bars: Bars,
+    pub lines: Vec<u64>,
+    /// Rows of this symbol whose values could not be parsed (not in `bars`).
+    pub unparseable: ProblemTally,
+    /// Rows of this symbol with NaN or infinite prices or volume (not in `bars`).
+    pub non_finite: ProblemTally,
+}
+
+#[derive(Debug)]
+pub struct ReadOutcome {
+    pub format: FileFormat,
+    pub layout: Layout,
+    pub delimiter: Option<char>,
+    /// Data rows read (excluding the header).
+    pub rows: u64,
+    pub series: Vec<RawSeries>,
+    /// Rows that could not be attributed to a symbol (wrong field count, bad symbol).
+    pub unparseable_rows: ProblemTally,
+    pub rows_of_other_symbols: u64,
+}
+
+impl ReadOutcome {
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.layout.notes.clone();
+        if let Some(d) = self.delimiter.filter(|&d| d != ',') {
+            notes.push(format!("delimiter {:?}", d));
+        }
+        notes
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+const SNIFF_BYTES: usize = 8192;
+
+/// Reads a bar file of any supported format.
+pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
+    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let total = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    if total == 0 {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
+    if got >= 4 && &magic == b"PAR1" {
+        return crate::parquet_io::read_parquet_bars(path, opts);
+    }
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let count = Arc::new(AtomicU64::new(0));
+    let counting = CountingReader { inner: file, count: count.clone() };
+    let gzip = got >= 2 && magic[..2] == [0x1f, 0x8b];
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counting)))
+    } else {
+        Box::new(counting)
+    };
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let head = buffered.fill_buf().map_err(|e| text_read_error(path, gzip, 0, e))?.to_vec();
+    let sniff = &head[..head.len().min(SNIFF_BYTES)];
+    if sniff.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    if sniff.contains(&0) {
+        return Err(DataError::Binary { path: path.into(), checked: sniff.len() });
+    }
+    let bom = sniff.starts_with(b"\xEF\xBB\xBF");
+    if bom {
+        buffered.consume(3);
+    }
+    let text = &sniff[if bom { 3 } else { 0 }..];
+    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let format = if gzip { FileFormat::JsonlGzip } else { FileFormat::Jsonl };
+        return read_jsonl(path, format, buffered, opts, &count, total);
+    }
+    let first_line = text.split(|&b| b == b'\n').next().unwrap_or(text);
+    let delimiter = sniff_delimiter(first_line);
+    let format = if gzip { FileFormat::CsvGzip } else { FileFormat::Csv };
+    read_csv(path, format, delimiter, buffered, opts, &count, total)
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+fn sniff_delimiter(line: &[u8]) -> u8 {
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut best = b',';
+    let mut best_count = 0;
+    for &c in &candidates {
+        let n = line.iter().filter(|&&b| b == c).count();
+        if n > best_count {
+            best = c;
+            best_count = n;
+        }
+    }
+    best
+}
+
+fn text_read_error(path: &Path, gzip: bool, rows: u64, e: std::io::Error) -> DataError {
+    if gzip {
+        DataError::Gzip { path: path.into(), rows, reason: e.to_string() }
+    } else if e.kind() == std::io::ErrorKind::InvalidData {
+        DataError::Malformed { path: path.into(), line: rows + 1, message: format!("not valid text: {e}") }
+    } else {
+        DataError::io(path, e)
+    }
+}
+
+fn read_csv<R: Read>(
+    path: &Path,
+    format: FileFormat,
+    delimiter: u8,
+    reader: BufReader<R>,
+    opts: &ReadOptions,
+    count: &AtomicU64,
+    total: u64,
+) -> Result<ReadOutcome> {
+    let gzip = format == FileFormat::CsvGzip;
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let csv_err = |e: csv::Error, rows: u64| match e.into_kind() {
+        csv::ErrorKind::Io(io) => text_read_error(path, gzip, rows, io),
+        other => DataError::Malformed { path: path.into(), line: rows + 1, message: format!("{other:?}") },
+    };
+    if !csv.read_byte_record(&mut record).map_err(|e| csv_err(e, 0))? {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let first: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    let header_text = first.join(&(delimiter as char).to_string());
+    let layout = detect(&first, &opts.columns).map_err(|message| DataError::Layout {
+        path: path.into(),
+        message,
+        header: header_text.clone(),
+    })?;
+    let fixed_symbol = resolve_symbol(path, &layout, opts)?;
+    let mut acc = Accumulator::new(&layout, fixed_symbol, opts.symbol.is_some());
+    opts.progress.start(&path.display().to_string(), total);
+    let mut rows = 0u64;
+    if !layout.has_header {
+        rows += 1;
+        acc.push(1, |i| record.get(i));
+    }
+    loop {
+        match csv.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                opts.progress.finish();
+                return Err(csv_err(e, rows));
+            }
+        }
+        rows += 1;
+        let line = record.position().map_or(rows + 1, |p| p.line());
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            rows -= 1; // a blank line
+            continue;
+        }
+        if record.len() != layout.width {
+            let hint = if record.len() == 1 && delimiter == b',' {
+                " (is the delimiter something other than ','?)"
+            } else {
+                ""
+            };
+            acc.file_problems.add(Example::at_line(
+                line,
+                format!("{} fields, expected {}{hint}", record.len(), layout.width),
+            ));
+            continue;
+        }
+        acc.push(line, |i| record.get(i));
+        if rows % 131_072 == 0 {
+            opts.progress.advance_to(count.load(Ordering::Relaxed));
+        }
+    }
+    opts.progress.finish();
+    if rows == 0 {
+        return Err(DataError::HeaderOnly { path: path.into() });
+    }
+    acc.into_outcome(format, Some(delimiter as char), rows)
+}
+
+fn read_jsonl<R: Read>(
+    path: &Path,
+    format: FileFormat,
+    reader: BufReader<R>,
+    opts: &ReadOptions,
+    count: &AtomicU64,
+    total: u64,
+) -> Result<ReadOutcome> {
+    let gzip = format == FileFormat::JsonlGzip;
+    let mut lines = reader.lines();
+    let mut line_no = 0u64;
+    let mut next_object = |line_no: &mut u64| -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        for line in lines.by_ref() {
+            *line_no += 1;
+            let line = line.map_err(|e| text_read_error(path, gzip, *line_no - 1, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            return match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+                Ok(_) => Err(DataError::Malformed {
+                    path: path.into(),
+                    line: *line_no,
+                    message: "expected a JSON object per line".into(),
+                }),
+                Err(e) => Err(DataError::Malformed { path: path.into(), line: *line_no, message: format!("bad JSON: {e}") }),
+            };
+        }
+        Ok(None)
+    };
+    let Some(first) = next_object(&mut line_no)? else {
+        return Err(DataError::Empty { path: path.into() });
+    };
+    let keys: Vec<String> = first.keys().cloned().collect();
+    let layout = detect(&keys, &opts.columns).map_err(|message| DataError::Layout {
+        path: path.into(),
+        message,
+        header: keys.join(","),
+    })?;
+    let fixed_symbol = resolve_symbol(path, &layout, opts)?;
+    let mut acc = Accumulator::new(&layout, fixed_symbol, opts.symbol.is_some());
+    opts.progress.start(&path.display().to_string(), total);
+    let to_fields = |map: &serde_json::Map<String, serde_json::Value>| -> Vec<String> {
+        keys.iter()
+            .map(|k| match map.get(k) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            })
+            .collect()
+    };
+    let mut rows = 0u64;
+    let mut object = Some(first);
+    while let Some(map) = object {
+        rows += 1;
+        if let Some(extra) = map.keys().find(|k| !keys.contains(k)) {
+            acc.file_problems.add(Example::at_line(line_no, format!("unexpected field {extra:?} (not in the first line)")));
+        } else {
+            let fields = to_fields(&map);
+            acc.push(line_no, |i| fields.get(i).map(|s| s.as_bytes()));
+        }
+        if rows % 65_536 == 0 {
+            opts.progress.advance_to(count.load(Ordering::Relaxed));
+        }
+        object = next_object(&mut line_no)?;
+    }
+    opts.progress.finish();
+    acc.into_outcome(format, None, rows)
+}
+
+/// The symbol for rows of a file without a symbol column: `--symbol`, else a Binance-style file name
+/// (`FILUSDT-1m-2023-02.csv`).
+pub(crate) fn resolve_symbol(path: &Path, layout: &Layout, opts: &ReadOptions) -> Result<Option<Symbol>> {
+    if let Some(s) = &opts.symbol {
+        return Ok(Some(s.clone()));
+    }
+    if layout.symbol.is_some() {
+        return Ok(None);
+    }
+    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut parts = stem.split('-');
+    if let (Some(sym), Some(tf)) = (parts.next(), parts.next()) {
+        if sym.len() >= 3
+            && sym.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && quantpipe_core::Timeframe::parse(tf).is_ok()
+        {
+            return Ok(Some(Symbol::new(sym)?));
+        }
+    }
+    Err(DataError::Invalid(format!(
+        "{}: the file has no symbol column; name the symbol with --symbol (e.g. --symbol FILUSDT)",
+        path.display()
+    )))
+}
+
+/// Builds per-symbol columns from rows given as byte fields.
+pub(crate) struct Accumulator {
+    layout: Layout,
+    fixed_symbol: Option<Symbol>,
+    filter_to_fixed: bool,
+    epoch_unit: Option<EpochUnit>,
+    zone: Option<Zone>,
+    series: Vec<RawSeries>,
+    index: HashMap<Vec<u8>, usize>,
+    last_symbol: Option<(Vec<u8>, usize)>,
+    file_problems: ProblemTally,
+    rows_of_other_symbols: u64,
+    extra_values: Vec<f64>,
+}
+
+fn parse_number(field: Option<&[u8]>) -> std::result::Result<f64, String> {
+    let raw = field.ok_or("missing")?;
+    let s = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8 text".to_string())?;
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty value".into());
+    }
+    t.parse::<f64>().map_err(|_| format!("{t:?} is not a number"))
+}
+
+impl Accumulator {
+    pub(crate) fn new(layout: &Layout, fixed_symbol: Option<Symbol>, filter_to_fixed: bool) -> Self {
+        let series = match (&fixed_symbol, layout.symbol) {
+            (Some(sym), None) => vec![new_series(sym.clone(), layout)],
+            _ => Vec::new(),
+        };
+        Accumulator {
+            layout: layout.clone(),
+            fixed_symbol,
+            filter_to_fixed,
+            epoch_unit: None,
+            zone: None,
+            series,
+            index: HashMap::new(),
+            last_symbol: None,
+            file_problems: ProblemTally::default(),
+            rows_of_other_symbols: 0,
+            extra_values: Vec::with_capacity(layout.extras.len()),
+        }
+    }
+
+    fn series_index(&mut self, raw: &[u8], line: u64) -> Option<usize> {
+        if let Some((name, i)) = &self.last_symbol {
+            if name.as_slice() == raw {
+                return Some(*i);
+            }
+        }
+        let i = match self.index.get(raw) {
+            Some(&i) => i,
+            None => {
+                let text = String::from_utf8_lossy(raw);
+                let symbol = match Symbol::new(text.trim()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.file_problems.add(Example::at_line(line, e.to_string()));
+                        return None;
+                    }
+                };
+                let i = self.series.len();
+                self.series.push(new_series(symbol, &self.layout));
+                self.index.insert(raw.to_vec(), i);
+                i
+            }
+        };
+        self.last_symbol = Some((raw.to_vec(), i));
+        Some(i)
+    }
+
+    fn parse_ts<'f>(&mut self, field: impl Fn(usize) -> Option<&'f [u8]>) -> std::result::Result<i64, String> {
+        let text = |i: usize| -> std::result::Result<&'f str, String> {
+            let raw = field(i).ok_or("missing timestamp")?;
+            std::str::from_utf8(raw).map(str::trim).map_err(|_| "timestamp is not valid text".to_string())
+        };
+        let (ms, zone) = match &self.layout.ts {
+            TimestampColumns::Single(i) => {
+                let s = text(*i)?;
+                if s.is_empty() {
+                    return Err("empty timestamp".into());
+                }
+                if looks_numeric(s) {
+                    let unit = match self.epoch_unit {
+                        Some(u) => u,
+                        None => {
+                            let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a timestamp"))?;
+                            *self.epoch_unit.insert(EpochUnit::from_magnitude(v))
+                        }
+                    };
+                    (parse_epoch(s, unit)?, Zone::Explicit)
+                } else {
+                    parse_datetime(s)?
+                }
+            }
+            TimestampColumns::DateAndTime { date, time } => {
+                let (day, zone) = parse_datetime(text(*date)?)?;
+                (day + parse_time_of_day(text(*time)?)?, zone)
+            }
+        };
+        match self.zone {
+            None => self.zone = Some(zone),
+            Some(z) if z != zone => {
+                return Err("mixed time zones: this timestamp is naive but earlier ones carry a zone, or the reverse".into())
+            }
+            _ => {}
+        }
+        Ok(ms)
+    }
+
+    pub(crate) fn push<'f>(&mut self, line: u64, field: impl Fn(usize) -> Option<&'f [u8]> + Copy) {
+        let si = match (self.layout.symbol, &self.fixed_symbol) {
+            (Some(col), fixed) => {
+                let raw = field(col).unwrap_or(b"");
+                if self.filter_to_fixed {
+                    let fixed = fixed.as_ref().map(|s| s.as_str().as_bytes()).unwrap_or(b"");
+                    if raw.trim_ascii() != fixed {
+                        self.rows_of_other_symbols += 1;
+                        return;
+                    }
+                }
+                match self.series_index(raw.trim_ascii(), line) {
+                    Some(i) => i,
+                    None => return,
+                }
+            }
+            (None, _) => 0,
+        };
+        let ts = match self.parse_ts(field) {
+            Ok(ts) => ts,
+            Err(msg) => {
+                let example = Example::at_line(line, format!("{}: {msg}", self.ts_column_name()));
+                self.series[si].unparseable.add(example);
+                return;
+            }
+        };
+        let l = &self.layout;
+        let mut values = [0f64; 5];
+        for (k, col) in [l.open, l.high, l.low, l.close, l.volume].into_iter().enumerate() {
+            match parse_number(field(col)) {
+                Ok(v) => values[k] = v,
+                Err(msg) => {
+                    let example = Example::at_line(line, format!("column {}: {msg}", l.header[col])).with_ts(ts);
+                    self.series[si].unparseable.add(example);
+                    return;
+                }
+            }
+        }
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            let col = [l.open, l.high, l.low, l.close, l.volume][k];
+            let example = Example::at_line(line, format!("column {}: {} is not finite", l.header[col], values[k])).with_ts(ts);
+            self.series[si].non_finite.add(example);
+            return;
+        }
+        self.extra_values.clear();
+        for (col, _, _) in &l.extras {
+            self.extra_values.push(parse_number(field(*col)).unwrap_or(f64::NAN));
+        }
+        let s = &mut self.series[si];
+        s.bars.ts.push(ts);
+        s.bars.open.push(values[0]);
+        s.bars.high.push(values[1]);
+        s.bars.low.push(values[2]);
+        s.bars.close.push(values[3]);
+        s.bars.volume.push(values[4]);
+        for (c, v) in s.bars.extras.iter_mut().zip(&self.extra_values) {
+            c.values.push(*v);
+        }
+        s.lines.push(line);
+    }
+
+    fn ts_column_name(&self) -> String {
+        match &self.layout.ts {
+            TimestampColumns::Single(i) => format!("column {}", self.layout.header[*i]),
+            TimestampColumns::DateAndTime { date, time } => {
+                format!("columns {} + {}", self.layout.header[*date], self.layout.header[*time])
+            }
+        }
+    }
+
+    pub(crate) fn into_outcome(self, format: FileFormat, delimiter: Option<char>, rows: u64) -> Result<ReadOutcome> {
+        Ok(ReadOutcome {
+            format,
+            layout: self.layout,
+            delimiter,
+            rows,
+            series: self.series,
+            unparseable_rows: self.file_problems,
+            rows_of_other_symbols: self.rows_of_other_symbols,
+        })
+    }
+}
+
+fn new_series(symbol: Symbol, layout: &Layout) -> RawSeries {
+    RawSeries {
+        symbol,
+        bars: Bars::with_capacity(1024, &layout.extra_layout()),
+        lines: Vec::with_capacity(1024),
+        unparseable: ProblemTally::default(),
+        non_finite: ProblemTally::default(),
+    }
+}
