@@ -1,1 +1,54 @@
-fn main(){}
+//! `quantpipe`: from raw market data to trusted models. This binary only parses arguments, calls the
+//! library crates' service functions and renders their results; it owns `anyhow` and exit codes.
+
+mod data_cmd;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "quantpipe",
+    version,
+    about = "From raw market data to validated, versioned, served trading models.",
+    long_about = "From raw market data to validated, versioned, served trading models.\n\n\
+Start by ingesting a file of bars; quantpipe detects its layout, checks every row and stores it with a\n\
+quality report:\n\n    quantpipe ingest data/sample/bitfinex_btcusd_1h.csv.gz\n    quantpipe data list\n    \
+quantpipe data quality BTCUSD\n\nData lives under QUANTPIPE_HOME (default ./.quantpipe).",
+    after_help = "Run `quantpipe COMMAND --help` for the options and examples of each command."
+)]
+struct Cli {
+    /// Where quantpipe keeps its data (bar store, registry, artifacts).
+    #[arg(long, global = true, env = "QUANTPIPE_HOME", default_value = ".quantpipe", value_name = "DIR")]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read bar files, validate every row, store them and print the quality report.
+    #[command(after_help = data_cmd::INGEST_EXAMPLES)]
+    Ingest(data_cmd::IngestArgs),
+    /// What is stored: list series, show bars, print quality reports, resample, remove.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ingest(args) => data_cmd::ingest(&cli.home, args),
+        Command::Data(cmd) => data_cmd::data(&cli.home, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -9,3 +9,9 @@ pub mod read;
 pub mod timestamp;
 
 pub use error::{DataError, Result};
+pub mod ingest;
+pub mod resample;
+pub mod store;
+
+pub use ingest::{ingest_file, IngestOptions, IngestReport};
+pub use store::BarStore;

@@ -1,8 +1,225 @@
+//! Parquet: the bar store's file format, and bar files given as input.
+
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::error::Result;
-use crate::read::{ReadOptions, ReadOutcome};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Date64Type, Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use quantpipe_core::time::{format_date, format_iso, MS_PER_DAY};
+use quantpipe_core::{Aggregation, Bars, ExtraColumn};
 
-pub fn read_parquet_bars(path: &Path, _opts: &ReadOptions) -> Result<ReadOutcome> {
-    Err(crate::DataError::Parquet { path: path.into(), message: "todo".into() })
+use crate::error::{DataError, Result};
+use crate::layout::detect;
+use crate::read::{resolve_symbol, Accumulator, FileFormat, ReadOptions, ReadOutcome};
+
+const AGGREGATION_KEY: &str = "quantpipe.aggregation";
+
+fn parquet_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Parquet { path: path.into(), message: e.to_string() }
+}
+
+fn bars_schema(bars: &Bars) -> Schema {
+    let mut fields = vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, false),
+        Field::new("low", DataType::Float64, false),
+        Field::new("close", DataType::Float64, false),
+        Field::new("volume", DataType::Float64, false),
+    ];
+    for c in &bars.extras {
+        let agg = serde_json::to_value(c.aggregation).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        fields.push(
+            Field::new(&c.name, DataType::Float64, true).with_metadata(HashMap::from([(AGGREGATION_KEY.to_string(), agg)])),
+        );
+    }
+    Schema::new(fields)
+}
+
+/// Writes bars to a Parquet file (zstd), one row group per million rows.
+pub fn write_bars(path: &Path, bars: &Bars) -> Result<()> {
+    let schema = Arc::new(bars_schema(bars));
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_err(path, e))?;
+    let chunk = 1 << 20;
+    let mut start = 0;
+    while start < bars.len() || (start == 0 && bars.is_empty()) {
+        let end = (start + chunk).min(bars.len());
+        let f = |v: &[f64]| Arc::new(Float64Array::from(v[start..end].to_vec())) as ArrayRef;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMillisecondArray::from(bars.ts[start..end].to_vec()).with_timezone("UTC")),
+            f(&bars.open),
+            f(&bars.high),
+            f(&bars.low),
+            f(&bars.close),
+            f(&bars.volume),
+        ];
+        columns.extend(bars.extras.iter().map(|c| f(&c.values)));
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet_err(path, e))?;
+        writer.write(&batch).map_err(|e| parquet_err(path, e))?;
+        if bars.is_empty() {
+            break;
+        }
+        start = end;
+    }
+    let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
+    file.sync_all().map_err(|e| DataError::io(path, e))?;
+    Ok(())
+}
+
+/// Reads bars written by [`write_bars`].
+pub fn read_bars_file(path: &Path) -> Result<Bars> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(path, e))?;
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(1 << 16).build().map_err(|e| parquet_err(path, e))?;
+    let extras_layout: Vec<(String, Aggregation)> = schema.fields()[6..]
+        .iter()
+        .map(|f| {
+            let agg = f
+                .metadata()
+                .get(AGGREGATION_KEY)
+                .and_then(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
+                .unwrap_or(Aggregation::Last);
+            (f.name().clone(), agg)
+        })
+        .collect();
+    let mut bars = Bars::with_capacity(0, &extras_layout);
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_err(path, e))?;
+        let ts = batch
+            .column(0)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| parquet_err(path, "column ts is not a millisecond timestamp"))?;
+        bars.ts.extend_from_slice(ts.values());
+        let f64col = |i: usize| -> Result<&[f64]> {
+            Ok(batch
+                .column(i)
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| parquet_err(path, format!("column {} is not float64", schema.field(i).name())))?
+                .values())
+        };
+        bars.open.extend_from_slice(f64col(1)?);
+        bars.high.extend_from_slice(f64col(2)?);
+        bars.low.extend_from_slice(f64col(3)?);
+        bars.close.extend_from_slice(f64col(4)?);
+        bars.volume.extend_from_slice(f64col(5)?);
+        for (k, c) in bars.extras.iter_mut().enumerate() {
+            let col = batch.column(6 + k).as_primitive_opt::<Float64Type>();
+            let col = col.ok_or_else(|| parquet_err(path, format!("column {} is not float64", c.name)))?;
+            c.values.extend(col.iter().map(|v| v.unwrap_or(f64::NAN)));
+        }
+    }
+    Ok(bars)
+}
+
+/// Writes bars as CSV with an ISO timestamp column (for `--output x.csv`).
+pub fn write_bars_csv(path: &Path, bars: &Bars) -> Result<()> {
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    let io = |e: csv::Error| DataError::Invalid(format!("{}: {e}", path.display()));
+    let mut header = vec!["ts".to_string(), "open".into(), "high".into(), "low".into(), "close".into(), "volume".into()];
+    header.extend(bars.extras.iter().map(|c| c.name.clone()));
+    w.write_record(&header).map_err(io)?;
+    let mut row: Vec<String> = Vec::with_capacity(header.len());
+    for i in 0..bars.len() {
+        row.clear();
+        row.push(format_iso(bars.ts[i]));
+        for col in [&bars.open, &bars.high, &bars.low, &bars.close, &bars.volume] {
+            row.push(col[i].to_string());
+        }
+        row.extend(bars.extras.iter().map(|c: &ExtraColumn| c.values[i].to_string()));
+        w.write_record(&row).map_err(io)?;
+    }
+    w.flush().map_err(|e| DataError::io(path, e))?;
+    Ok(())
+}
+
+/// Reads a Parquet file of bars in any column layout (names detected like a CSV header). Values go
+/// through the same row checks as text files; row numbers stand in for line numbers.
+pub fn read_parquet_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(path, e))?;
+    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let total_rows = builder.metadata().file_metadata().num_rows();
+    let layout = detect(&names, &opts.columns).map_err(|message| DataError::Layout {
+        path: path.into(),
+        message,
+        header: names.join(","),
+    })?;
+    let fixed_symbol = resolve_symbol(path, &layout, opts)?;
+    let mut acc = Accumulator::new(&layout, fixed_symbol, opts.symbol.is_some());
+    let reader = builder.with_batch_size(1 << 16).build().map_err(|e| parquet_err(path, e))?;
+    opts.progress.start(&path.display().to_string(), total_rows.max(0) as u64);
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_err(path, e))?;
+        let columns: Vec<Vec<Option<String>>> = batch
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| column_as_text(c.as_ref()).map_err(|m| parquet_err(path, format!("column {}: {m}", names[i]))))
+            .collect::<Result<_>>()?;
+        for r in 0..batch.num_rows() {
+            row += 1;
+            acc.push(row, |i| columns.get(i).and_then(|c| c[r].as_deref()).map(str::as_bytes));
+        }
+        opts.progress.advance_to(row);
+    }
+    opts.progress.finish();
+    if row == 0 {
+        return Err(DataError::HeaderOnly { path: path.into() });
+    }
+    acc.into_outcome(FileFormat::Parquet, None, row)
+}
+
+/// A column as text the row parser understands: numbers in shortest round-trip form, timestamps
+/// and dates as ISO-8601 with an explicit UTC zone.
+fn column_as_text(array: &dyn Array) -> std::result::Result<Vec<Option<String>>, String> {
+    fn collect<T: ToString>(it: impl Iterator<Item = Option<T>>) -> Vec<Option<String>> {
+        it.map(|v| v.map(|x| x.to_string())).collect()
+    }
+    let ts = |it: &mut dyn Iterator<Item = Option<i64>>| -> Vec<Option<String>> {
+        it.map(|v| v.map(|ms| format_iso(ms).replace('Z', "+00:00"))).collect()
+    };
+    Ok(match array.data_type() {
+        DataType::Float64 => collect(array.as_primitive::<Float64Type>().iter()),
+        DataType::Float32 => collect(array.as_primitive::<Float32Type>().iter()),
+        DataType::Int64 => collect(array.as_primitive::<Int64Type>().iter()),
+        DataType::Int32 => collect(array.as_primitive::<Int32Type>().iter()),
+        DataType::UInt64 => collect(array.as_primitive::<UInt64Type>().iter()),
+        DataType::UInt32 => collect(array.as_primitive::<UInt32Type>().iter()),
+        DataType::Boolean => collect(array.as_boolean().iter().map(|b| b.map(u8::from))),
+        DataType::Utf8 => collect(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => collect(array.as_string::<i64>().iter()),
+        DataType::Utf8View => collect(array.as_string_view().iter()),
+        DataType::Date32 => array.as_primitive::<Date32Type>().iter().map(|d| d.map(|d| format_date(d as i64))).collect(),
+        DataType::Date64 => ts(&mut array.as_primitive::<Date64Type>().iter().map(|d| d.map(|ms| ms - ms % MS_PER_DAY))),
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            ts(&mut array.as_primitive::<TimestampSecondType>().iter().map(|v| v.map(|s| s * 1000)))
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ts(&mut array.as_primitive::<TimestampMillisecondType>().iter()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            ts(&mut array.as_primitive::<TimestampMicrosecondType>().iter().map(|v| v.map(|u| u.div_euclid(1000))))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            ts(&mut array.as_primitive::<TimestampNanosecondType>().iter().map(|v| v.map(|n| n.div_euclid(1_000_000))))
+        }
+        other => return Err(format!("unsupported type {other}")),
+    })
 }

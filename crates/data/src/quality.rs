@@ -26,7 +26,8 @@ pub struct Example {
 
 impl Example {
     pub fn at_line(line: u64, detail: impl Into<String>) -> Example {
-        Example { line: Some(line), ts: None, detail: detail.into() }
+        // Line 0 stands for "not from a source file" (rows already in the store).
+        Example { line: (line > 0).then_some(line), ts: None, detail: detail.into() }
     }
     pub fn with_ts(mut self, ts: i64) -> Example {
         self.ts = Some(format_iso(ts));
@@ -136,7 +137,8 @@ pub struct GapStats {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deduction {
-    pub check: CheckKind,
+    /// What the points are for: a check's label, or "rows changed by repairs".
+    pub component: String,
     /// Share of bars affected (missing bars for gaps).
     pub rate: f64,
     pub points: f64,
@@ -221,7 +223,7 @@ impl Default for Policy {
             on_conflict: None,
             timeframe: None,
             calendar: None,
-            extreme_return_z: 10.0,
+            extreme_return_z: 30.0,
             stale_run_min: 10,
         }
     }
@@ -421,6 +423,26 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
     Ok(Validated { bars, lines, timeframe, report })
 }
 
+/// The report of bars already in the store (merged from several files, or resampled): the same
+/// checks, without source line numbers and never fatal.
+pub fn assess(
+    symbol: &Symbol,
+    bars: &Bars,
+    timeframe: Timeframe,
+    calendar: MarketCalendar,
+    policy: &Policy,
+) -> Result<QualityReport, String> {
+    let raw = RawSeries {
+        symbol: symbol.clone(),
+        bars: bars.clone(),
+        lines: vec![0; bars.len()],
+        unparseable: ProblemTally::default(),
+        non_finite: ProblemTally::default(),
+    };
+    let policy = Policy { strict: false, timeframe: Some(timeframe), calendar: Some(calendar), ..policy.clone() };
+    validate(raw, &policy).map(|v| v.report)
+}
+
 fn flagged_or_strict(count: u64, policy: &Policy, otherwise: impl FnOnce() -> Action) -> Action {
     if count == 0 {
         Action::None
@@ -483,7 +505,11 @@ fn gap_stats(bars: &Bars, lines: &[u64], tf: Timeframe, cal: MarketCalendar, irr
                     Example {
                         line: Some(lines[i]),
                         ts: Some(format_iso(prev + step)),
-                        detail: format!("{k} bars missing from {} to {}", format_iso(prev + step), format_iso(next - step)),
+                        detail: if k == 1 {
+                            format!("1 bar missing at {}", format_iso(prev + step))
+                        } else {
+                            format!("{k} bars missing from {} to {}", format_iso(prev + step), format_iso(next - step))
+                        },
                     },
                 ));
             }
@@ -568,21 +594,22 @@ fn score(checks: &[Check], kept: u64, read: u64, gaps: &GapStats, stale_rows: u6
         + count(CheckKind::ConflictingDuplicates)
         + count(CheckKind::ExactDuplicates)
         + count(CheckKind::UnsortedRows).min(1);
-    let parts: [(CheckKind, f64, f64, f64); 8] = [
-        (CheckKind::OhlcInconsistent, count(CheckKind::OhlcInconsistent) as f64 / kept_f, 20.0, 100.0),
-        (CheckKind::NonPositivePrices, count(CheckKind::NonPositivePrices) as f64 / kept_f, 20.0, 100.0),
-        (CheckKind::Gaps, gaps.missing_bars as f64 / (kept_f + gaps.missing_bars as f64), 20.0, 1.0),
-        (CheckKind::ZeroVolume, count(CheckKind::ZeroVolume) as f64 / kept_f, 10.0, 10.0),
-        (CheckKind::ExtremeReturns, count(CheckKind::ExtremeReturns) as f64 / kept_f, 10.0, 100.0),
-        (CheckKind::StaleRuns, stale_rows as f64 / kept_f, 10.0, 10.0),
-        (CheckKind::IrregularSpacing, count(CheckKind::IrregularSpacing) as f64 / kept_f, 5.0, 100.0),
-        (CheckKind::ExactDuplicates, repaired as f64 / read.max(1) as f64, 5.0, 100.0),
+    const REPAIRS: &str = "rows changed by repairs (dropped, deduplicated, sorted)";
+    let parts: [(&str, f64, f64, f64); 8] = [
+        (CheckKind::OhlcInconsistent.label(), count(CheckKind::OhlcInconsistent) as f64 / kept_f, 20.0, 100.0),
+        (CheckKind::NonPositivePrices.label(), count(CheckKind::NonPositivePrices) as f64 / kept_f, 20.0, 100.0),
+        (CheckKind::Gaps.label(), gaps.missing_bars as f64 / (kept_f + gaps.missing_bars as f64), 20.0, 1.0),
+        (CheckKind::ZeroVolume.label(), count(CheckKind::ZeroVolume) as f64 / kept_f, 10.0, 10.0),
+        (CheckKind::ExtremeReturns.label(), count(CheckKind::ExtremeReturns) as f64 / kept_f, 10.0, 100.0),
+        (CheckKind::StaleRuns.label(), stale_rows as f64 / kept_f, 10.0, 10.0),
+        (CheckKind::IrregularSpacing.label(), count(CheckKind::IrregularSpacing) as f64 / kept_f, 5.0, 100.0),
+        (REPAIRS, repaired as f64 / read.max(1) as f64, 5.0, 100.0),
     ];
     let deductions: Vec<Deduction> = parts
         .iter()
         .filter(|p| p.1 > 0.0)
-        .map(|&(check, rate, weight, sensitivity)| Deduction {
-            check,
+        .map(|&(component, rate, weight, sensitivity)| Deduction {
+            component: component.to_string(),
             rate,
             points: round2(weight * (rate * sensitivity).min(1.0)),
         })
