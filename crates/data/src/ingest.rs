@@ -66,11 +66,21 @@ pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress
     }
     for raw in read.series {
         let symbol = raw.symbol.clone();
-        let v = validate(raw, &policy).map_err(|message| DataError::Rejected {
-            path: path.into(),
-            summary: format!("{symbol}: cannot validate"),
-            details: format!("  {message}"),
-        })?;
+        let row_problems = [
+            ("unparseable values", raw.unparseable.clone()),
+            ("NaN / infinite values", raw.non_finite.clone()),
+        ];
+        let v = match validate(raw, &policy) {
+            Ok(v) => v,
+            Err(message) => {
+                // Unreadable rows are usually why too few were left to validate: show them first.
+                for (label, tally) in row_problems.iter().filter(|(_, t)| t.count > 0) {
+                    fatal_lines.push(format!("  {symbol}: {}", describe_tally(label, tally)));
+                }
+                fatal_lines.push(format!("  {message}"));
+                continue;
+            }
+        };
         for check in v.report.fatal() {
             let Action::Fatal { hint } = &check.action else { continue };
             let tally = ProblemTally { count: check.count, examples: check.examples.clone() };

@@ -472,7 +472,16 @@ pub fn infer_timeframe(ts: &[i64]) -> Option<Timeframe> {
 pub fn infer_calendar(ts: &[i64], timeframe: Timeframe) -> MarketCalendar {
     use quantpipe_core::time::{day_of, iso_weekday};
     let weekend = ts.iter().filter(|&&t| iso_weekday(day_of(t)) >= 6).count();
-    if ts.is_empty() || weekend * 50 > ts.len() {
+    let (first, last) = (ts.first().map_or(0, |&t| day_of(t)), ts.last().map_or(0, |&t| day_of(t)));
+    let range_has_weekend = last - first >= 6 || (first..=last).any(|d| iso_weekday(d) >= 6);
+    if !range_has_weekend {
+        // Nothing to tell them apart: weekends and holidays only matter across a weekend.
+        if timeframe.is_intraday() {
+            MarketCalendar::Crypto
+        } else {
+            MarketCalendar::Equity
+        }
+    } else if ts.is_empty() || weekend * 50 > ts.len() {
         MarketCalendar::Crypto
     } else if timeframe.is_intraday() {
         MarketCalendar::Fx
@@ -503,7 +512,7 @@ fn gap_stats(bars: &Bars, lines: &[u64], tf: Timeframe, cal: MarketCalendar, irr
                 all.push((
                     k,
                     Example {
-                        line: Some(lines[i]),
+                        line: (lines[i] > 0).then_some(lines[i]),
                         ts: Some(format_iso(prev + step)),
                         detail: if k == 1 {
                             format!("1 bar missing at {}", format_iso(prev + step))
