@@ -10,7 +10,7 @@ use quantpipe_core::{MarketCalendar, Symbol, Timeframe};
 use quantpipe_data::layout::ColumnOverrides;
 use quantpipe_data::quality::{Action, ConflictRule, Policy};
 use quantpipe_data::resample::resample;
-use quantpipe_data::store::{Derivation, MergePlan};
+use quantpipe_data::store::{Derivation, Lineage, MergePlan};
 use quantpipe_data::{ingest_file, BarStore, IngestOptions, IngestReport};
 
 use crate::render::{self, right, table, BarProgress};
@@ -99,7 +99,9 @@ pub enum DataCommand {
         json: bool,
     },
     /// Aggregate a stored series into a longer timeframe (aligned to UTC) and store it.
-    #[command(after_help = "Example:\n  quantpipe data resample FILUSDT --from 1m --to 1h\n  quantpipe data resample FILUSDT --from 1m --to 1d -o fil_1d.csv")]
+    #[command(
+        after_help = "Example:\n  quantpipe data resample FILUSDT --from 1m --to 1h\n  quantpipe data resample FILUSDT --from 1m --to 1d -o fil_1d.csv"
+    )]
     Resample {
         symbol: String,
         #[arg(long)]
@@ -375,13 +377,24 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
             let r = resample(&bars, from, to)?;
             let report = quantpipe_data::quality::assess(&symbol, &r.bars, to, meta.calendar, &Policy::default())
                 .map_err(anyhow::Error::msg)?;
-            let plan = MergePlan { merged: r.bars.clone(), rows_added: r.bars.len() as u64, rows_already_stored: 0, existing: store.meta(&symbol, to)? };
+            let plan = MergePlan {
+                merged: r.bars.clone(),
+                rows_added: r.bars.len() as u64,
+                rows_already_stored: 0,
+                existing: store.meta(&symbol, to)?,
+            };
             let derivation = Derivation {
                 from_timeframe: from.to_string(),
                 from_content_hash: meta.content_hash.clone(),
                 method: "ohlcv: first/max/min/last/sum, UTC-aligned".into(),
             };
-            let outcome = store.commit(&symbol, to, plan, report, None, Some(derivation), r.last_bar_incomplete)?;
+            let outcome = store.commit(
+                &symbol,
+                to,
+                plan,
+                report,
+                Lineage { ingest: None, derived_from: Some(derivation), last_bar_incomplete: r.last_bar_incomplete },
+            )?;
             if let Some(path) = &output {
                 write_output(path, &r.bars)?;
             }
@@ -407,7 +420,10 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
                         String::new()
                     }
                 );
-                println!("stored as {symbol} {to}{}", output.map(|p| format!(" and written to {}", p.display())).unwrap_or_default());
+                println!(
+                    "stored as {symbol} {to}{}",
+                    output.map(|p| format!(" and written to {}", p.display())).unwrap_or_default()
+                );
             }
         }
         DataCommand::Remove { symbol, timeframe } => {

@@ -10,7 +10,7 @@ use quantpipe_data::read::Progress;
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(header.iter().map(|h| Cell::new(h)).collect::<Vec<_>>());
+    t.set_header(header.iter().map(Cell::new).collect::<Vec<_>>());
     t
 }
 
@@ -63,12 +63,7 @@ pub fn quality_report(r: &QualityReport) -> String {
                 }
             })
             .collect();
-        t.add_row(vec![
-            c.kind.label().to_string(),
-            c.count.to_string(),
-            action_text(&c.action),
-            examples.join("\n"),
-        ]);
+        t.add_row(vec![c.kind.label().to_string(), c.count.to_string(), action_text(&c.action), examples.join("\n")]);
     }
     right(&mut t, &[1]);
     out.push_str(&t.to_string());

@@ -92,11 +92,7 @@ impl Bars {
             extras: self
                 .extras
                 .iter()
-                .map(|c| ExtraColumn {
-                    name: c.name.clone(),
-                    aggregation: c.aggregation,
-                    values: pick(&c.values),
-                })
+                .map(|c| ExtraColumn { name: c.name.clone(), aggregation: c.aggregation, values: pick(&c.values) })
                 .collect(),
         }
     }

@@ -149,12 +149,7 @@ pub fn nyse_holidays(year: i64) -> Vec<i64> {
     days.push(nth_weekday(9, 1, 1)); // Labor Day
     days.push(nth_weekday(11, 4, 4)); // Thanksgiving
     days.push(observed(date(12, 25)));
-    days.extend(
-        NYSE_SPECIAL_CLOSURES
-            .iter()
-            .filter(|(y, _, _)| *y == year)
-            .map(|&(y, m, d)| days_from_civil(y, m, d)),
-    );
+    days.extend(NYSE_SPECIAL_CLOSURES.iter().filter(|(y, _, _)| *y == year).map(|&(y, m, d)| days_from_civil(y, m, d)));
     days
 }
 
@@ -190,8 +185,15 @@ mod tests {
     fn nyse_2019_holidays_match_the_exchange_calendar() {
         // Published NYSE closures for 2019.
         let expected = [
-            "2019-01-01", "2019-01-21", "2019-02-18", "2019-04-19", "2019-05-27", "2019-07-04", "2019-09-02",
-            "2019-11-28", "2019-12-25",
+            "2019-01-01",
+            "2019-01-21",
+            "2019-02-18",
+            "2019-04-19",
+            "2019-05-27",
+            "2019-07-04",
+            "2019-09-02",
+            "2019-11-28",
+            "2019-12-25",
         ];
         assert_eq!(describe_nyse_holidays(2019), expected);
         // 2022: New Year on Saturday not observed; Juneteenth on Sunday observed Monday 20th;

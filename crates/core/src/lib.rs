@@ -14,7 +14,9 @@ pub use timeframe::Timeframe;
 /// Errors raised when raw text cannot become a domain value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CoreError {
-    #[error("invalid timeframe {0:?}: expected a number and a unit, e.g. 1m, 5m, 1h, 4h, 1d, 1w (units: s, m, h, d, w)")]
+    #[error(
+        "invalid timeframe {0:?}: expected a number and a unit, e.g. 1m, 5m, 1h, 4h, 1d, 1w (units: s, m, h, d, w)"
+    )]
     InvalidTimeframe(String),
     #[error("invalid symbol {0:?}: use letters, digits and . _ - / : (1 to 64 characters)")]
     InvalidSymbol(String),

@@ -62,7 +62,9 @@ impl Timeframe {
 impl std::fmt::Display for Timeframe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.0;
-        for (unit_ms, unit) in [(WEEK_MS, "w"), (MS_PER_DAY, "d"), (MS_PER_HOUR, "h"), (MS_PER_MINUTE, "m"), (MS_PER_SECOND, "s")] {
+        for (unit_ms, unit) in
+            [(WEEK_MS, "w"), (MS_PER_DAY, "d"), (MS_PER_HOUR, "h"), (MS_PER_MINUTE, "m"), (MS_PER_SECOND, "s")]
+        {
             if ms % unit_ms == 0 {
                 return write!(f, "{}{}", ms / unit_ms, unit);
             }

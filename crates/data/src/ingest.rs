@@ -10,7 +10,7 @@ use crate::error::{DataError, Result};
 use crate::layout::ColumnOverrides;
 use crate::quality::{validate, Action, Policy, ProblemTally, QualityReport, Validated};
 use crate::read::{read_bars, Progress, ReadOptions};
-use crate::store::{now_iso, BarStore, CommitOutcome, IngestRecord};
+use crate::store::{now_iso, BarStore, CommitOutcome, IngestRecord, Lineage};
 
 #[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
@@ -41,7 +41,12 @@ pub struct IngestReport {
     pub series: Vec<SeriesIngest>,
 }
 
-pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport> {
+pub fn ingest_file(
+    store: &BarStore,
+    path: &Path,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
     let read = read_bars(path, &ReadOptions { symbol: opts.symbol.clone(), columns: opts.columns.clone(), progress })?;
     let file = path.display().to_string();
     if read.series.is_empty() {
@@ -66,10 +71,8 @@ pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress
     }
     for raw in read.series {
         let symbol = raw.symbol.clone();
-        let row_problems = [
-            ("unparseable values", raw.unparseable.clone()),
-            ("NaN / infinite values", raw.non_finite.clone()),
-        ];
+        let row_problems =
+            [("unparseable values", raw.unparseable.clone()), ("NaN / infinite values", raw.non_finite.clone())];
         let v = match validate(raw, &policy) {
             Ok(v) => v,
             Err(message) => {
@@ -84,7 +87,11 @@ pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress
         for check in v.report.fatal() {
             let Action::Fatal { hint } = &check.action else { continue };
             let tally = ProblemTally { count: check.count, examples: check.examples.clone() };
-            fatal_lines.push(format!("  {}: {}\n    → {hint}", v.report.symbol, describe_tally(check.kind.label(), &tally)));
+            fatal_lines.push(format!(
+                "  {}: {}\n    → {hint}",
+                v.report.symbol,
+                describe_tally(check.kind.label(), &tally)
+            ));
         }
         validated.push(v);
     }
@@ -113,7 +120,8 @@ pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress
             None
         } else {
             let plan = plans[k].clone();
-            let record = IngestRecord { file: file.clone(), ingested_at: ingested_at.clone(), report: v.report.clone() };
+            let record =
+                IngestRecord { file: file.clone(), ingested_at: ingested_at.clone(), report: v.report.clone() };
             // The stored report describes the merged series; for a first ingest that is this report.
             let series_report = if plan.existing.is_some() && plan.rows_added > 0 {
                 crate::quality::assess(&v.report.symbol, &plan.merged, v.timeframe, v.report.calendar, &policy)
@@ -123,7 +131,13 @@ pub fn ingest_file(store: &BarStore, path: &Path, opts: &IngestOptions, progress
             } else {
                 v.report.clone()
             };
-            Some(store.commit(&v.report.symbol, v.timeframe, plan, series_report, Some(record), None, false)?)
+            Some(store.commit(
+                &v.report.symbol,
+                v.timeframe,
+                plan,
+                series_report,
+                Lineage { ingest: Some(record), ..Lineage::default() },
+            )?)
         };
         series.push(SeriesIngest { report: v.report, stored });
     }

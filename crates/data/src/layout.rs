@@ -9,7 +9,10 @@ use quantpipe_core::Aggregation;
 pub enum TimestampColumns {
     Single(usize),
     /// Separate date and time-of-day columns (MetaTrader's `<DATE>`, `<TIME>`).
-    DateAndTime { date: usize, time: usize },
+    DateAndTime {
+        date: usize,
+        time: usize,
+    },
 }
 
 /// The column roles of a bar file, by position.
@@ -121,15 +124,27 @@ const BINANCE_COLUMNS: [&str; 12] = [
 ];
 
 const TS_NAMES: &[&str] = &[
-    "timestamp", "datetime", "date_time", "time", "date", "ts", "t", "unix", "unix_time", "time_stamp", "gmt_time",
-    "local_time", "open_timestamp",
+    "timestamp",
+    "datetime",
+    "date_time",
+    "time",
+    "date",
+    "ts",
+    "t",
+    "unix",
+    "unix_time",
+    "time_stamp",
+    "gmt_time",
+    "local_time",
+    "open_timestamp",
 ];
 const OPEN: &[&str] = &["open", "o", "open_price", "openprice"];
 const HIGH: &[&str] = &["high", "h", "high_price", "highprice"];
 const LOW: &[&str] = &["low", "l", "low_price", "lowprice"];
 const CLOSE: &[&str] = &["close", "c", "close_price", "closeprice", "last"];
 const ADJ_CLOSE: &[&str] = &["adj_close", "adjclose", "adj._close", "adjusted_close"];
-const VOLUME: &[&str] = &["volume", "vol", "v", "volumefrom", "volume_from", "base_volume", "volume_base", "tickvol", "tick_volume"];
+const VOLUME: &[&str] =
+    &["volume", "vol", "v", "volumefrom", "volume_from", "base_volume", "volume_base", "tickvol", "tick_volume"];
 const SYMBOL: &[&str] = &["symbol", "name", "ticker", "instrument", "pair", "sym"];
 
 fn extra_for(name: &str) -> Option<(&'static str, Aggregation)> {
@@ -203,10 +218,7 @@ pub fn detect(first: &[String], overrides: &ColumnOverrides) -> Result<Layout, S
             return Ok(Some(pos - 1));
         }
         let want = normalize(value);
-        norm.iter()
-            .position(|n| *n == want)
-            .map(Some)
-            .ok_or_else(|| format!("--columns {key}={value}: no such column"))
+        norm.iter().position(|n| *n == want).map(Some).ok_or_else(|| format!("--columns {key}={value}: no such column"))
     };
     let find = |aliases: &[&str]| aliases.iter().find_map(|a| norm.iter().position(|n| n == a));
 
@@ -217,16 +229,17 @@ pub fn detect(first: &[String], overrides: &ColumnOverrides) -> Result<Layout, S
         TimestampColumns::DateAndTime { date: d, time: t }
     } else if let Some(i) = norm.iter().position(|n| n == "open_time") {
         TimestampColumns::Single(i)
-    } else if let (Some(d), Some(t)) = (
-        norm.iter().position(|n| n == "date"),
-        norm.iter().position(|n| n == "time"),
-    ) {
+    } else if let (Some(d), Some(t)) = (norm.iter().position(|n| n == "date"), norm.iter().position(|n| n == "time")) {
         TimestampColumns::DateAndTime { date: d, time: t }
     } else {
         let candidates: Vec<usize> = (0..norm.len()).filter(|&i| TS_NAMES.contains(&norm[i].as_str())).collect();
         match candidates.as_slice() {
             [i] => TimestampColumns::Single(*i),
-            [] => return Err("no timestamp column found (looked for open_time, timestamp, datetime, date, time, …)".into()),
+            [] => {
+                return Err(
+                    "no timestamp column found (looked for open_time, timestamp, datetime, date, time, …)".into()
+                )
+            }
             many => {
                 let names: Vec<&str> = many.iter().map(|&i| header[i].as_str()).collect();
                 return Err(format!("several columns could be the timestamp: {}", names.join(", ")));
@@ -253,10 +266,7 @@ pub fn detect(first: &[String], overrides: &ColumnOverrides) -> Result<Layout, S
     let volume = match role("volume", volume_aliases)? {
         Some(i) => i,
         None => {
-            let i = norm
-                .iter()
-                .position(|n| n.starts_with("volume_"))
-                .ok_or_else(|| missing("volume"))?;
+            let i = norm.iter().position(|n| n.starts_with("volume_")).ok_or_else(|| missing("volume"))?;
             notes.push(format!("volume read from {:?}", header[i]));
             i
         }
@@ -320,7 +330,9 @@ mod tests {
         assert_eq!(with.name, "binance-kline");
         assert_eq!((with.ts.clone(), with.close, with.volume), (TimestampColumns::Single(0), 4, 5));
         assert_eq!(with.extras.len(), 4);
-        let row = strings("1675209600000,5.233,5.238,5.229,5.233,35462.8,1675209659999,185580.3531,403,21211.2,111005.4733,0");
+        let row = strings(
+            "1675209600000,5.233,5.238,5.229,5.233,35462.8,1675209659999,185580.3531,403,21211.2,111005.4733,0",
+        );
         let without = detect(&row, &Default::default()).unwrap();
         assert!(!without.has_header);
         assert_eq!(without.name, "binance-kline");
@@ -361,8 +373,6 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("index column")));
-        assert!(detect(&strings("Date,Open,High,Low,Volume"), &Default::default())
-            .unwrap_err()
-            .contains("\"close\""));
+        assert!(detect(&strings("Date,Open,High,Low,Volume"), &Default::default()).unwrap_err().contains("\"close\""));
     }
 }

@@ -39,9 +39,11 @@ fn bars_schema(bars: &Bars) -> Schema {
         Field::new("volume", DataType::Float64, false),
     ];
     for c in &bars.extras {
-        let agg = serde_json::to_value(c.aggregation).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let agg =
+            serde_json::to_value(c.aggregation).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         fields.push(
-            Field::new(&c.name, DataType::Float64, true).with_metadata(HashMap::from([(AGGREGATION_KEY.to_string(), agg)])),
+            Field::new(&c.name, DataType::Float64, true)
+                .with_metadata(HashMap::from([(AGGREGATION_KEY.to_string(), agg)])),
         );
     }
     Schema::new(fields)
@@ -133,7 +135,8 @@ pub fn write_bars_csv(path: &Path, bars: &Bars) -> Result<()> {
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
     let io = |e: csv::Error| DataError::Invalid(format!("{}: {e}", path.display()));
-    let mut header = vec!["ts".to_string(), "open".into(), "high".into(), "low".into(), "close".into(), "volume".into()];
+    let mut header =
+        vec!["ts".to_string(), "open".into(), "high".into(), "low".into(), "close".into(), "volume".into()];
     header.extend(bars.extras.iter().map(|c| c.name.clone()));
     w.write_record(&header).map_err(io)?;
     let mut row: Vec<String> = Vec::with_capacity(header.len());
@@ -173,7 +176,9 @@ pub fn read_parquet_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome>
             .columns()
             .iter()
             .enumerate()
-            .map(|(i, c)| column_as_text(c.as_ref()).map_err(|m| parquet_err(path, format!("column {}: {m}", names[i]))))
+            .map(|(i, c)| {
+                column_as_text(c.as_ref()).map_err(|m| parquet_err(path, format!("column {}: {m}", names[i])))
+            })
             .collect::<Result<_>>()?;
         for r in 0..batch.num_rows() {
             row += 1;
@@ -208,12 +213,18 @@ fn column_as_text(array: &dyn Array) -> std::result::Result<Vec<Option<String>>,
         DataType::Utf8 => collect(array.as_string::<i32>().iter()),
         DataType::LargeUtf8 => collect(array.as_string::<i64>().iter()),
         DataType::Utf8View => collect(array.as_string_view().iter()),
-        DataType::Date32 => array.as_primitive::<Date32Type>().iter().map(|d| d.map(|d| format_date(d as i64))).collect(),
-        DataType::Date64 => ts(&mut array.as_primitive::<Date64Type>().iter().map(|d| d.map(|ms| ms - ms % MS_PER_DAY))),
+        DataType::Date32 => {
+            array.as_primitive::<Date32Type>().iter().map(|d| d.map(|d| format_date(d as i64))).collect()
+        }
+        DataType::Date64 => {
+            ts(&mut array.as_primitive::<Date64Type>().iter().map(|d| d.map(|ms| ms - ms % MS_PER_DAY)))
+        }
         DataType::Timestamp(TimeUnit::Second, _) => {
             ts(&mut array.as_primitive::<TimestampSecondType>().iter().map(|v| v.map(|s| s * 1000)))
         }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => ts(&mut array.as_primitive::<TimestampMillisecondType>().iter()),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            ts(&mut array.as_primitive::<TimestampMillisecondType>().iter())
+        }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             ts(&mut array.as_primitive::<TimestampMicrosecondType>().iter().map(|v| v.map(|u| u.div_euclid(1000))))
         }

@@ -248,7 +248,9 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
             Action::Fatal { hint: hint.to_string() }
         }
     };
-    for (kind, tally) in [(CheckKind::UnparseableValues, &raw.unparseable), (CheckKind::NonFiniteValues, &raw.non_finite)] {
+    for (kind, tally) in
+        [(CheckKind::UnparseableValues, &raw.unparseable), (CheckKind::NonFiniteValues, &raw.non_finite)]
+    {
         let action = if tally.count == 0 {
             Action::None
         } else {
@@ -365,7 +367,8 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
     for i in 0..n {
         let (o, h, l, c) = (bars.open[i], bars.high[i], bars.low[i], bars.close[i]);
         if o <= 0.0 || h <= 0.0 || l <= 0.0 || c <= 0.0 {
-            non_positive.add(Example::at_line(lines[i], format!("open {o}, high {h}, low {l}, close {c}")).with_ts(bars.ts[i]));
+            non_positive
+                .add(Example::at_line(lines[i], format!("open {o}, high {h}, low {l}, close {c}")).with_ts(bars.ts[i]));
         }
         if h < l || h < o.max(c) || l > o.min(c) {
             let what = if h < l {
@@ -375,7 +378,10 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
             } else {
                 "low above open/close"
             };
-            ohlc.add(Example::at_line(lines[i], format!("{what}: open {o}, high {h}, low {l}, close {c}")).with_ts(bars.ts[i]));
+            ohlc.add(
+                Example::at_line(lines[i], format!("{what}: open {o}, high {h}, low {l}, close {c}"))
+                    .with_ts(bars.ts[i]),
+            );
         }
         if bars.volume[i] == 0.0 {
             zero_volume.add(Example::at_line(lines[i], "volume 0").with_ts(bars.ts[i]));
@@ -396,10 +402,7 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
     push_flag(CheckKind::IrregularSpacing, irregular);
     push_flag(CheckKind::NonPositivePrices, non_positive);
     push_flag(CheckKind::OhlcInconsistent, ohlc);
-    push_flag(
-        CheckKind::Gaps,
-        ProblemTally { count: gaps.gaps, examples: gaps.largest.clone() },
-    );
+    push_flag(CheckKind::Gaps, ProblemTally { count: gaps.gaps, examples: gaps.largest.clone() });
     push_flag(CheckKind::ZeroVolume, zero_volume);
     push_flag(CheckKind::ExtremeReturns, extreme);
     push_flag(CheckKind::StaleRuns, stale);
@@ -462,10 +465,7 @@ pub fn infer_timeframe(ts: &[i64]) -> Option<Timeframe> {
             *counts.entry(d).or_default() += 1;
         }
     }
-    counts
-        .into_iter()
-        .max_by_key(|&(d, c)| (c, std::cmp::Reverse(d)))
-        .and_then(|(d, _)| Timeframe::from_millis(d))
+    counts.into_iter().max_by_key(|&(d, c)| (c, std::cmp::Reverse(d))).and_then(|(d, _)| Timeframe::from_millis(d))
 }
 
 /// Crypto when the data trades at weekends; else equity for daily or longer bars and FX intraday.
@@ -499,7 +499,8 @@ fn gap_stats(bars: &Bars, lines: &[u64], tf: Timeframe, cal: MarketCalendar, irr
         let d = next - prev;
         if d <= step {
             if d < step {
-                irregular.add(Example::at_line(lines[i], format!("only {} ms after the previous bar", d)).with_ts(next));
+                irregular
+                    .add(Example::at_line(lines[i], format!("only {} ms after the previous bar", d)).with_ts(next));
             }
             continue;
         }
@@ -524,7 +525,7 @@ fn gap_stats(bars: &Bars, lines: &[u64], tf: Timeframe, cal: MarketCalendar, irr
             }
         }
     }
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|g| std::cmp::Reverse(g.0));
     stats.largest = all.into_iter().take(MAX_EXAMPLES).map(|(_, e)| e).collect();
     stats
 }
@@ -533,10 +534,8 @@ fn gap_stats(bars: &Bars, lines: &[u64], tf: Timeframe, cal: MarketCalendar, irr
 fn extreme_returns(bars: &Bars, lines: &[u64], z_max: f64) -> ProblemTally {
     let mut tally = ProblemTally::default();
     let c = &bars.close;
-    let returns: Vec<(usize, f64)> = (1..c.len())
-        .filter(|&i| c[i] > 0.0 && c[i - 1] > 0.0)
-        .map(|i| (i, (c[i] / c[i - 1]).ln()))
-        .collect();
+    let returns: Vec<(usize, f64)> =
+        (1..c.len()).filter(|&i| c[i] > 0.0 && c[i - 1] > 0.0).map(|i| (i, (c[i] / c[i - 1]).ln())).collect();
     if returns.len() < 30 {
         return tally;
     }
@@ -584,7 +583,9 @@ fn stale_runs(bars: &Bars, lines: &[u64], min_len: usize) -> (ProblemTally, u64)
                 let len = i - s;
                 if len >= min_len {
                     rows += len as u64;
-                    tally.add(Example::at_line(lines[s], format!("{len} flat bars at {}", bars.close[s])).with_ts(bars.ts[s]));
+                    tally.add(
+                        Example::at_line(lines[s], format!("{len} flat bars at {}", bars.close[s])).with_ts(bars.ts[s]),
+                    );
                 }
                 run_start = None;
             }

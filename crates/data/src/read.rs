@@ -250,14 +250,12 @@ fn read_csv<R: Read>(
             } else {
                 ""
             };
-            acc.file_problems.add(Example::at_line(
-                line,
-                format!("{} fields, expected {}{hint}", record.len(), layout.width),
-            ));
+            acc.file_problems
+                .add(Example::at_line(line, format!("{} fields, expected {}{hint}", record.len(), layout.width)));
             continue;
         }
         acc.push(line, |i| record.get(i));
-        if rows % 131_072 == 0 {
+        if rows.is_multiple_of(131_072) {
             opts.progress.advance_to(count.load(Ordering::Relaxed));
         }
     }
@@ -293,7 +291,9 @@ fn read_jsonl<R: Read>(
                     line: *line_no,
                     message: "expected a JSON object per line".into(),
                 }),
-                Err(e) => Err(DataError::Malformed { path: path.into(), line: *line_no, message: format!("bad JSON: {e}") }),
+                Err(e) => {
+                    Err(DataError::Malformed { path: path.into(), line: *line_no, message: format!("bad JSON: {e}") })
+                }
             };
         }
         Ok(None)
@@ -324,12 +324,13 @@ fn read_jsonl<R: Read>(
     while let Some(map) = object {
         rows += 1;
         if let Some(extra) = map.keys().find(|k| !keys.contains(k)) {
-            acc.file_problems.add(Example::at_line(line_no, format!("unexpected field {extra:?} (not in the first line)")));
+            acc.file_problems
+                .add(Example::at_line(line_no, format!("unexpected field {extra:?} (not in the first line)")));
         } else {
             let fields = to_fields(&map);
             acc.push(line_no, |i| fields.get(i).map(|s| s.as_bytes()));
         }
-        if rows % 65_536 == 0 {
+        if rows.is_multiple_of(65_536) {
             opts.progress.advance_to(count.load(Ordering::Relaxed));
         }
         object = next_object(&mut line_no)?;
@@ -468,7 +469,9 @@ impl Accumulator {
         match self.zone {
             None => self.zone = Some(zone),
             Some(z) if z != zone => {
-                return Err("mixed time zones: this timestamp is naive but earlier ones carry a zone, or the reverse".into())
+                return Err(
+                    "mixed time zones: this timestamp is naive but earlier ones carry a zone, or the reverse".into()
+                )
             }
             _ => {}
         }
@@ -515,7 +518,8 @@ impl Accumulator {
         }
         if let Some(k) = values.iter().position(|v| !v.is_finite()) {
             let col = [l.open, l.high, l.low, l.close, l.volume][k];
-            let example = Example::at_line(line, format!("column {}: {} is not finite", l.header[col], values[k])).with_ts(ts);
+            let example =
+                Example::at_line(line, format!("column {}: {} is not finite", l.header[col], values[k])).with_ts(ts);
             self.series[si].non_finite.add(example);
             return;
         }

@@ -82,6 +82,15 @@ pub struct IngestRecord {
     pub report: QualityReport,
 }
 
+/// Where a commit's data came from: an ingest of a file, or a derivation of another series.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    pub ingest: Option<IngestRecord>,
+    pub derived_from: Option<Derivation>,
+    /// The last bar covers a period that had not ended in the source (resampled series).
+    pub last_bar_incomplete: bool,
+}
+
 /// How new bars relate to what is stored.
 #[derive(Debug, Clone)]
 pub struct MergePlan {
@@ -109,10 +118,8 @@ pub fn default_home() -> PathBuf {
 }
 
 pub fn now_iso() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     format_iso(ms)
 }
 
@@ -139,7 +146,8 @@ impl BarStore {
     }
 
     fn require_meta(&self, symbol: &Symbol, tf: Timeframe) -> Result<SeriesMeta> {
-        self.meta(symbol, tf)?.ok_or_else(|| DataError::NotFound { symbol: symbol.to_string(), timeframe: tf.to_string() })
+        self.meta(symbol, tf)?
+            .ok_or_else(|| DataError::NotFound { symbol: symbol.to_string(), timeframe: tf.to_string() })
     }
 
     /// Every stored series, sorted by symbol and timeframe length.
@@ -178,7 +186,12 @@ impl BarStore {
     /// hold identical values, or the merge is refused: stored data is never overwritten.
     pub fn plan_merge(&self, symbol: &Symbol, tf: Timeframe, new: &Bars) -> Result<MergePlan> {
         let Some(meta) = self.meta(symbol, tf)? else {
-            return Ok(MergePlan { merged: new.clone(), rows_added: new.len() as u64, rows_already_stored: 0, existing: None });
+            return Ok(MergePlan {
+                merged: new.clone(),
+                rows_added: new.len() as u64,
+                rows_already_stored: 0,
+                existing: None,
+            });
         };
         let old = read_bars_file(&self.series_dir(symbol, tf).join(&meta.bars_file))?;
         if old.extra_layout() != new.extra_layout() {
@@ -222,7 +235,12 @@ impl BarStore {
                 first: first_conflict.map(format_iso).unwrap_or_default(),
             });
         }
-        Ok(MergePlan { merged, rows_added: new.len() as u64 - overlap, rows_already_stored: overlap, existing: Some(meta) })
+        Ok(MergePlan {
+            merged,
+            rows_added: new.len() as u64 - overlap,
+            rows_already_stored: overlap,
+            existing: Some(meta),
+        })
     }
 
     /// Writes a merge plan. `series_report` describes the merged data; `ingest` (if any) is appended
@@ -233,10 +251,9 @@ impl BarStore {
         tf: Timeframe,
         plan: MergePlan,
         series_report: QualityReport,
-        ingest: Option<IngestRecord>,
-        derived_from: Option<Derivation>,
-        last_bar_incomplete: bool,
+        lineage: Lineage,
     ) -> Result<CommitOutcome> {
+        let Lineage { ingest, derived_from, last_bar_incomplete } = lineage;
         let dir = self.series_dir(symbol, tf);
         fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         let lock_path = dir.join(".lock");
@@ -246,15 +263,18 @@ impl BarStore {
         // Re-read under the lock: another writer may have committed since the plan was made.
         let current = self.meta(symbol, tf)?;
         if current.as_ref().map(|m| &m.content_hash) != plan.existing.as_ref().map(|m| &m.content_hash) {
-            return Err(DataError::Store(format!(
-                "{symbol} {tf} changed while this ingest was running; run it again"
-            )));
+            return Err(DataError::Store(format!("{symbol} {tf} changed while this ingest was running; run it again")));
         }
         let hash = content_hash(&plan.merged);
         if plan.rows_added == 0 && derived_from.is_none() {
             if let Some(meta) = &current {
                 if meta.content_hash == hash {
-                    return Ok(CommitOutcome { rows_added: 0, rows_total: meta.rows, content_hash: hash, unchanged: true });
+                    return Ok(CommitOutcome {
+                        rows_added: 0,
+                        rows_total: meta.rows,
+                        content_hash: hash,
+                        unchanged: true,
+                    });
                 }
             }
         }
@@ -271,7 +291,8 @@ impl BarStore {
             Some(_) if derived_from.is_none() => self.quality(symbol, tf).map(|q| q.ingests).unwrap_or_default(),
             _ => Vec::new(),
         };
-        let mut sources = current.as_ref().filter(|_| derived_from.is_none()).map(|m| m.sources.clone()).unwrap_or_default();
+        let mut sources =
+            current.as_ref().filter(|_| derived_from.is_none()).map(|m| m.sources.clone()).unwrap_or_default();
         if let Some(record) = ingest {
             sources.push(SourceRecord {
                 file: record.file.clone(),
@@ -285,7 +306,8 @@ impl BarStore {
         let quality = StoredQuality { series: series_report, ingests };
         write_json_atomic(&dir, &quality_file, &quality)?;
 
-        let mut columns: Vec<String> = ["ts", "open", "high", "low", "close", "volume"].iter().map(|s| s.to_string()).collect();
+        let mut columns: Vec<String> =
+            ["ts", "open", "high", "low", "close", "volume"].iter().map(|s| s.to_string()).collect();
         columns.extend(plan.merged.extras.iter().map(|c| c.name.clone()));
         let meta = SeriesMeta {
             format_version: META_VERSION,
@@ -380,7 +402,13 @@ pub fn content_hash(bars: &Bars) -> String {
         }
     };
     column("ts", &mut bars.ts.iter().map(|v| v.to_le_bytes()));
-    for (name, col) in [("open", &bars.open), ("high", &bars.high), ("low", &bars.low), ("close", &bars.close), ("volume", &bars.volume)] {
+    for (name, col) in [
+        ("open", &bars.open),
+        ("high", &bars.high),
+        ("low", &bars.low),
+        ("close", &bars.close),
+        ("volume", &bars.volume),
+    ] {
         column(name, &mut col.iter().map(|v| v.to_le_bytes()));
     }
     for c in &bars.extras {

@@ -119,7 +119,11 @@ impl Cursor<'_> {
 /// time `HH:MM[:SS[.fff…]]` (after `T` or a space) and a zone (`Z`, `UTC`, `±HH:MM`, `±HHMM`, `±HH`).
 /// Returns UTC milliseconds; a naive time is taken as UTC.
 pub fn parse_datetime(s: &str) -> Result<(i64, Zone), String> {
-    let bad = || format!("{s:?} is not a date or timestamp (expected e.g. 2023-02-01 00:00:00, 2015.03.09 or epoch milliseconds)");
+    let bad = || {
+        format!(
+            "{s:?} is not a date or timestamp (expected e.g. 2023-02-01 00:00:00, 2015.03.09 or epoch milliseconds)"
+        )
+    };
     let mut c = Cursor { b: s.trim().as_bytes(), i: 0 };
     let year = c.digits(4).ok_or_else(bad)?;
     let sep = c.peek().ok_or_else(bad)?;
@@ -238,7 +242,9 @@ mod tests {
         assert_eq!(parse_datetime("2013-01-01 22:00:00.295000+00:00").unwrap().0, 1_357_077_600_295);
         assert_eq!(parse_datetime("2015.03.09").unwrap().0, 1_425_859_200_000);
         assert_eq!(parse_datetime("2015/03/09").unwrap().0, 1_425_859_200_000);
-        for bad in ["2015-02-30", "2015-13-01", "15-03-09", "2015-03-09X", "2015-03-09 25:00", "abc", "2015-03-09 10:00+5"] {
+        for bad in
+            ["2015-02-30", "2015-13-01", "15-03-09", "2015-03-09X", "2015-03-09 25:00", "abc", "2015-03-09 10:00+5"]
+        {
             assert!(parse_datetime(bad).is_err(), "{bad}");
         }
     }

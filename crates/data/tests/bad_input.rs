@@ -23,13 +23,27 @@ fn fatal_files_name_file_line_and_column_and_store_nothing() {
         ("header_only.csv", &["header_only.csv", "header but no data rows"]),
         ("truncated.csv", &["truncated.csv", "line 32", "2 fields, expected 6"]),
         ("wrong_delimiter.csv", &["wrong_delimiter.csv", "line 2", "delimiter"]),
-        ("text_in_numeric.csv", &["text_in_numeric.csv", "line 8", "column low", "\"abc\" is not a number", "--repair"]),
+        (
+            "text_in_numeric.csv",
+            &["text_in_numeric.csv", "line 8", "column low", "\"abc\" is not a number", "--repair"],
+        ),
         ("nan_inf.csv", &["nan_inf.csv", "line 5", "column high", "line 9", "column close", "not finite"]),
-        ("duplicates_conflicting.csv", &["duplicates_conflicting.csv", "lines 5, 6", "differ in volume", "--on-conflict"]),
+        (
+            "duplicates_conflicting.csv",
+            &["duplicates_conflicting.csv", "lines 5, 6", "differ in volume", "--on-conflict"],
+        ),
         ("mixed_timezones.csv", &["mixed_timezones.csv", "line 3", "mixed time zones"]),
         ("cut.csv.gz", &["cut.csv.gz", "gzip stream is corrupt or cut short"]),
         ("binary.csv", &["binary.csv", "binary file"]),
-        ("missing_column.csv", &["missing_column.csv", "missing required column \"close\"", "header: timestamp,open,high,low,volume", "--columns"]),
+        (
+            "missing_column.csv",
+            &[
+                "missing_column.csv",
+                "missing required column \"close\"",
+                "header: timestamp,open,high,low,volume",
+                "--columns",
+            ],
+        ),
         ("bad_json.jsonl", &["bad_json.jsonl", "line 2", "bad JSON"]),
         ("wrong_type.jsonl", &["wrong_type.jsonl", "line 2", "column open", "\"five\" is not a number"]),
     ];

@@ -19,13 +19,21 @@ fn single(path: &str, symbol: &str) -> QualityReport {
 #[test]
 fn filusdt_two_missing_months_are_the_only_gaps() {
     let r = single("filusdt_perp_1m_2023.csv.gz", "FILUSDT");
-    assert_eq!((r.rows_read, r.rows_kept, r.timeframe.as_str(), r.calendar), (347_040, 347_040, "1m", MarketCalendar::Crypto));
+    assert_eq!(
+        (r.rows_read, r.rows_kept, r.timeframe.as_str(), r.calendar),
+        (347_040, 347_040, "1m", MarketCalendar::Crypto)
+    );
     assert_eq!(r.gaps.gaps, 2);
     assert_eq!(r.gaps.missing_bars, 2 * 31 * 1440, "March and July");
     assert_eq!(r.gaps.largest[0].ts.as_deref(), Some("2023-03-01T00:00:00Z"));
     assert_eq!(r.gaps.largest[1].ts.as_deref(), Some("2023-07-01T00:00:00Z"));
     assert_eq!(r.count(CheckKind::ZeroVolume), 86);
-    for kind in [CheckKind::OhlcInconsistent, CheckKind::ExactDuplicates, CheckKind::ConflictingDuplicates, CheckKind::UnsortedRows] {
+    for kind in [
+        CheckKind::OhlcInconsistent,
+        CheckKind::ExactDuplicates,
+        CheckKind::ConflictingDuplicates,
+        CheckKind::UnsortedRows,
+    ] {
         assert_eq!(r.count(kind), 0, "{kind:?}");
     }
     assert!(r.score > 90.0 && r.score < 100.0, "{}", r.score);
@@ -58,7 +66,9 @@ fn eurusd_gaps_are_weekend_and_holiday_closures() {
     assert_eq!(r.gaps.closures, 389);
     assert_eq!((r.gaps.gaps, r.gaps.missing_bars), (1, 1));
     assert_eq!(r.gaps.largest[0].ts.as_deref(), Some("2021-01-21T17:00:00Z"));
-    for kind in [CheckKind::OhlcInconsistent, CheckKind::ExactDuplicates, CheckKind::UnsortedRows, CheckKind::ZeroVolume] {
+    for kind in
+        [CheckKind::OhlcInconsistent, CheckKind::ExactDuplicates, CheckKind::UnsortedRows, CheckKind::ZeroVolume]
+    {
         assert_eq!(r.count(kind), 0, "{kind:?}");
     }
     // As crypto (24/7) the weekends are gaps.
@@ -101,7 +111,12 @@ fn sp500_refused_for_conflicting_duplicates_then_repaired() {
         .iter()
         .flat_map(|s| {
             let sym = s.report.symbol.to_string();
-            s.report.check(CheckKind::OhlcInconsistent).unwrap().examples.iter().map(move |e| (sym.clone(), e.ts.clone().unwrap()))
+            s.report
+                .check(CheckKind::OhlcInconsistent)
+                .unwrap()
+                .examples
+                .iter()
+                .map(move |e| (sym.clone(), e.ts.clone().unwrap()))
         })
         .collect();
     ohlc.sort();

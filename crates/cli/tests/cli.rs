@@ -1,0 +1,151 @@
+//! The `quantpipe` binary as a user runs it: exit codes, no panics, JSON output, and a store that
+//! survives an ingest killed at any moment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn quantpipe(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+        .args(args)
+        .env("QUANTPIPE_HOME", home)
+        .output()
+        .expect("run quantpipe")
+}
+
+fn repo(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
+}
+
+fn shared(name: &str) -> String {
+    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let p = dir.join(name);
+    assert!(p.exists(), "missing real data file {}", p.display());
+    p.display().to_string()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn quickstart_ingest_list_quality_and_json() {
+    let home = tempfile::tempdir().unwrap();
+    let out = quantpipe(home.path(), &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("BTCUSD 1h") && t.contains("quality score") && t.contains("stored 1 series, 17583 new rows"),
+        "{t}"
+    );
+
+    let list = quantpipe(home.path(), &["data", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["symbol"], "BTCUSD");
+    assert_eq!(v[0]["rows"], 17583);
+
+    let q = quantpipe(home.path(), &["data", "quality", "BTCUSD", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+    assert_eq!(v["series"]["rows_kept"], 17583);
+    assert_eq!(v["ingests"].as_array().unwrap().len(), 1);
+
+    let r = quantpipe(home.path(), &["data", "resample", "BTCUSD", "--from", "1h", "--to", "1d", "--json"]);
+    assert!(r.status.success(), "{}", text(&r));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["rows_in"], 17583);
+    // 2017-07-01 11:00 to 2019-07-04 01:00: 734 calendar days, the last one incomplete.
+    assert_eq!(v["rows_out"], 734);
+    assert_eq!(v["last_bar_incomplete"], true);
+}
+
+#[test]
+fn bad_input_exits_non_zero_without_panicking() {
+    let home = tempfile::tempdir().unwrap();
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tests/corpus");
+    for entry in std::fs::read_dir(&corpus).unwrap() {
+        let path = entry.unwrap().path();
+        let out = quantpipe(home.path(), &["ingest", path.to_str().unwrap(), "--symbol", "T", "--dry-run"]);
+        let t = text(&out);
+        assert!(!t.contains("panicked"), "{}: {t}", path.display());
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(1), "{t}");
+            assert!(t.starts_with("error: ") && t.contains(path.file_name().unwrap().to_str().unwrap()), "{t}");
+        }
+    }
+    let usage = quantpipe(home.path(), &["ingest", "x.csv", "--on-conflict", "keep-first"]);
+    assert_eq!(usage.status.code(), Some(2), "--on-conflict without --repair is a usage error");
+    let unknown = quantpipe(home.path(), &["data", "quality", "NOPE"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("no stored series for NOPE"));
+}
+
+/// Kills `quantpipe ingest` of a file that adds rows to a stored series at many points in time;
+/// afterwards the store holds either the old or the new series, never a mix, and it loads.
+#[test]
+fn killed_ingest_leaves_a_consistent_store() {
+    let home = tempfile::tempdir().unwrap();
+    let fil = shared("filusdt_perp_1m_2023.csv.gz");
+    let first_half = home.path().join("first.csv");
+    {
+        // A first file with the first 100k rows, so the kill hits a merge into existing data.
+        use std::io::{BufRead, Write};
+        let gz = flate2_reader(&fil);
+        let mut out = std::fs::File::create(&first_half).unwrap();
+        for line in gz.lines().take(100_001) {
+            writeln!(out, "{}", line.unwrap()).unwrap();
+        }
+    }
+    let ok = quantpipe(home.path(), &["ingest", first_half.to_str().unwrap(), "--symbol", "FILUSDT"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let meta_path = home.path().join("bars/FILUSDT/1m/meta.json");
+    let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_eq!(old["rows"], 100_000);
+
+    let mut outcomes = (0, 0);
+    for delay_ms in [5u64, 40, 80, 120, 160, 200, 240, 280, 320, 360, 400, 450, 500, 600] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+            .args(["ingest", &fil, "--symbol", "FILUSDT"])
+            .env("QUANTPIPE_HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        let rows = meta["rows"].as_u64().unwrap();
+        assert!(rows == 100_000 || rows == 347_040, "half-written state: {rows} rows");
+        if rows == 100_000 {
+            outcomes.0 += 1
+        } else {
+            outcomes.1 += 1
+        }
+        let show = quantpipe(home.path(), &["data", "show", "FILUSDT", "--json", "--rows", "1"]);
+        assert!(show.status.success(), "store unreadable after kill at {delay_ms} ms: {}", text(&show));
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert_eq!(v["meta"]["rows"], rows);
+        if rows == 347_040 {
+            break;
+        }
+    }
+    // Whatever the timing, a completed ingest afterwards gives the full series, and the killed
+    // runs' temporary files are gone.
+    let done = quantpipe(home.path(), &["ingest", &fil, "--symbol", "FILUSDT"]);
+    assert!(done.status.success(), "{}", text(&done));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_eq!(meta["rows"], 347_040);
+    let leftovers: Vec<String> = std::fs::read_dir(home.path().join("bars/FILUSDT/1m"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    eprintln!("kills before commit: {}, after commit: {}", outcomes.0, outcomes.1);
+}
+
+fn flate2_reader(path: &str) -> std::io::BufReader<flate2::read::MultiGzDecoder<std::fs::File>> {
+    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()))
+}
