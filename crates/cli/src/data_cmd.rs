@@ -437,7 +437,7 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
 
 fn write_output(path: &Path, bars: &quantpipe_core::Bars) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => quantpipe_data::parquet_io::write_bars(path, bars)?,
+        Some("parquet") => quantpipe_data::parquet_io::write_bars(path, bars.clone())?,
         Some("csv") => quantpipe_data::parquet_io::write_bars_csv(path, bars)?,
         _ => bail!("{}: the output must end in .csv or .parquet", path.display()),
     }

@@ -107,39 +107,33 @@ pub fn ingest_file(
     }
 
     // Plan every merge before writing any, so a conflict with stored data refuses the whole file.
-    let mut plans = Vec::with_capacity(validated.len());
-    if !opts.dry_run {
-        for v in &validated {
-            plans.push(store.plan_merge(&v.report.symbol, v.timeframe, &v.bars)?);
-        }
+    let mut planned = Vec::with_capacity(validated.len());
+    for v in validated {
+        let plan = if opts.dry_run { None } else { Some(store.plan_merge(&v.report.symbol, v.timeframe, v.bars)?) };
+        planned.push((v.report, v.timeframe, plan));
     }
-    let mut series = Vec::with_capacity(validated.len());
+    let mut series = Vec::with_capacity(planned.len());
     let ingested_at = now_iso();
-    for (k, v) in validated.into_iter().enumerate() {
-        let stored = if opts.dry_run {
-            None
-        } else {
-            let plan = plans[k].clone();
-            let record =
-                IngestRecord { file: file.clone(), ingested_at: ingested_at.clone(), report: v.report.clone() };
-            // The stored report describes the merged series; for a first ingest that is this report.
-            let series_report = if plan.existing.is_some() && plan.rows_added > 0 {
-                crate::quality::assess(&v.report.symbol, &plan.merged, v.timeframe, v.report.calendar, &policy)
-                    .map_err(DataError::Invalid)?
-            } else if let Some(meta) = &plan.existing {
-                store.quality(&meta.symbol, v.timeframe)?.series
-            } else {
-                v.report.clone()
-            };
-            Some(store.commit(
-                &v.report.symbol,
-                v.timeframe,
-                plan,
-                series_report,
-                Lineage { ingest: Some(record), ..Lineage::default() },
-            )?)
+    for (report, timeframe, plan) in planned {
+        let stored = match plan {
+            None => None,
+            Some(plan) => {
+                let record =
+                    IngestRecord { file: file.clone(), ingested_at: ingested_at.clone(), report: report.clone() };
+                // The stored report describes the merged series; for a first ingest that is this report.
+                let series_report = if plan.existing.is_some() && plan.rows_added > 0 {
+                    crate::quality::assess(&report.symbol, &plan.merged, timeframe, report.calendar, &policy)
+                        .map_err(DataError::Invalid)?
+                } else if let Some(meta) = &plan.existing {
+                    store.quality(&meta.symbol, timeframe)?.series
+                } else {
+                    report.clone()
+                };
+                let lineage = Lineage { ingest: Some(record), ..Lineage::default() };
+                Some(store.commit(&report.symbol, timeframe, plan, series_report, lineage)?)
+            }
         };
-        series.push(SeriesIngest { report: v.report, stored });
+        series.push(SeriesIngest { report, stored });
     }
     Ok(IngestReport {
         file,

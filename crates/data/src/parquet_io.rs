@@ -11,6 +11,7 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -49,35 +50,40 @@ fn bars_schema(bars: &Bars) -> Schema {
     Schema::new(fields)
 }
 
-/// Writes bars to a Parquet file (zstd), one row group per million rows.
-pub fn write_bars(path: &Path, bars: &Bars) -> Result<()> {
-    let schema = Arc::new(bars_schema(bars));
+/// Writes bars to a Parquet file (zstd, one row group per million rows). Takes the bars by value so
+/// their columns become Arrow buffers without a copy.
+pub fn write_bars(path: &Path, bars: Bars) -> Result<()> {
+    let schema = Arc::new(bars_schema(&bars));
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
         .set_max_row_group_row_count(Some(1 << 20))
+        // Prices and volumes rarely repeat enough for dictionaries to pay; zstd does the work.
+        .set_dictionary_enabled(false)
         .build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_err(path, e))?;
+    let rows = bars.len();
+    let f = |v: Vec<f64>| Arc::new(Float64Array::new(ScalarBuffer::from(v), None)) as ArrayRef;
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(bars.ts), None).with_timezone("UTC")),
+        f(bars.open),
+        f(bars.high),
+        f(bars.low),
+        f(bars.close),
+        f(bars.volume),
+    ];
+    columns.extend(bars.extras.into_iter().map(|c| f(c.values)));
     let chunk = 1 << 20;
     let mut start = 0;
-    while start < bars.len() || (start == 0 && bars.is_empty()) {
-        let end = (start + chunk).min(bars.len());
-        let f = |v: &[f64]| Arc::new(Float64Array::from(v[start..end].to_vec())) as ArrayRef;
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMillisecondArray::from(bars.ts[start..end].to_vec()).with_timezone("UTC")),
-            f(&bars.open),
-            f(&bars.high),
-            f(&bars.low),
-            f(&bars.close),
-            f(&bars.volume),
-        ];
-        columns.extend(bars.extras.iter().map(|c| f(&c.values)));
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet_err(path, e))?;
+    loop {
+        let len = chunk.min(rows - start);
+        let sliced: Vec<ArrayRef> = columns.iter().map(|c| c.slice(start, len)).collect();
+        let batch = RecordBatch::try_new(schema.clone(), sliced).map_err(|e| parquet_err(path, e))?;
         writer.write(&batch).map_err(|e| parquet_err(path, e))?;
-        if bars.is_empty() {
+        start += len;
+        if start >= rows {
             break;
         }
-        start = end;
     }
     let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
     file.sync_all().map_err(|e| DataError::io(path, e))?;

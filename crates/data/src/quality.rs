@@ -340,8 +340,14 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
         examples: conflicts.examples,
     });
 
-    let bars = bars.select(&keep);
-    let lines: Vec<u64> = keep.iter().map(|&i| lines[i]).collect();
+    // Most files are clean and sorted: keep the columns as they are instead of copying them.
+    let identity = keep.len() == bars.len() && keep.iter().enumerate().all(|(k, &i)| k == i);
+    let (bars, lines) = if identity {
+        (bars, lines)
+    } else {
+        let lines: Vec<u64> = keep.iter().map(|&i| lines[i]).collect();
+        (bars.select(&keep), lines)
+    };
 
     // Timeframe and calendar.
     let inferred = infer_timeframe(&bars.ts);

@@ -110,6 +110,77 @@ impl<R: Read> Read for CountingReader<R> {
 
 const SNIFF_BYTES: usize = 8192;
 
+/// A reader whose source is read on its own thread, in chunks passed through a bounded channel
+/// (so memory stays bounded: at most `DEPTH` chunks in flight). Errors travel with the data.
+struct ThreadedReader {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl ThreadedReader {
+    const CHUNK: usize = 1 << 18;
+    const DEPTH: usize = 4;
+
+    fn spawn<R: Read + Send + 'static>(mut source: R) -> ThreadedReader {
+        let (tx, rx) = std::sync::mpsc::sync_channel(Self::DEPTH);
+        std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; Self::CHUNK];
+            let mut filled = 0;
+            let result = loop {
+                match source.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(filled);
+            let done = filled == 0;
+            match result {
+                Err(e) => {
+                    if filled > 0 {
+                        let _ = tx.send(Ok(buf));
+                    }
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                Ok(()) if done => return,
+                Ok(()) => {
+                    if tx.send(Ok(buf)).is_err() {
+                        return; // the reader was dropped
+                    }
+                }
+            }
+        });
+        ThreadedReader { chunks: rx, current: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ThreadedReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the source ended
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Reads a bar file of any supported format.
 pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
     let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -127,7 +198,8 @@ pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
     let counting = CountingReader { inner: file, count: count.clone() };
     let gzip = got >= 2 && magic[..2] == [0x1f, 0x8b];
     let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counting)))
+        // Inflate on a second thread so that decompression and parsing overlap.
+        Box::new(ThreadedReader::spawn(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counting))))
     } else {
         Box::new(counting)
     };
@@ -382,7 +454,10 @@ pub(crate) struct Accumulator {
 fn parse_number(field: Option<&[u8]>) -> std::result::Result<f64, String> {
     let raw = field.ok_or("missing")?;
     let s = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8 text".to_string())?;
-    let t = s.trim();
+    let t = match s.as_bytes() {
+        [first, .., last] if !first.is_ascii_whitespace() && !last.is_ascii_whitespace() => s,
+        _ => s.trim(),
+    };
     if t.is_empty() {
         return Err("empty value".into());
     }

@@ -184,15 +184,12 @@ impl BarStore {
 
     /// Merges `new` (sorted, unique timestamps) into what is stored. Timestamps already stored must
     /// hold identical values, or the merge is refused: stored data is never overwritten.
-    pub fn plan_merge(&self, symbol: &Symbol, tf: Timeframe, new: &Bars) -> Result<MergePlan> {
+    pub fn plan_merge(&self, symbol: &Symbol, tf: Timeframe, new: Bars) -> Result<MergePlan> {
         let Some(meta) = self.meta(symbol, tf)? else {
-            return Ok(MergePlan {
-                merged: new.clone(),
-                rows_added: new.len() as u64,
-                rows_already_stored: 0,
-                existing: None,
-            });
+            let rows_added = new.len() as u64;
+            return Ok(MergePlan { merged: new, rows_added, rows_already_stored: 0, existing: None });
         };
+        let new = &new;
         let old = read_bars_file(&self.series_dir(symbol, tf).join(&meta.bars_file))?;
         if old.extra_layout() != new.extra_layout() {
             let names = |b: &Bars| b.extras.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(", ");
@@ -283,8 +280,16 @@ impl BarStore {
         let quality_file = format!("quality-{short}.json");
         let now = now_iso();
 
+        let mut columns: Vec<String> =
+            ["ts", "open", "high", "low", "close", "volume"].iter().map(|s| s.to_string()).collect();
+        columns.extend(plan.merged.extras.iter().map(|c| c.name.clone()));
+        let rows = plan.merged.len() as u64;
+        let first = plan.merged.ts.first().map(|&t| format_iso(t));
+        let last = plan.merged.ts.last().map(|&t| format_iso(t));
+        let rows_added = plan.rows_added;
+
         let tmp = dir.join(format!(".{bars_file}.tmp-{}", std::process::id()));
-        write_bars(&tmp, &plan.merged)?;
+        write_bars(&tmp, plan.merged)?;
         rename(&tmp, &dir.join(&bars_file))?;
 
         let mut ingests = match &current {
@@ -297,7 +302,7 @@ impl BarStore {
             sources.push(SourceRecord {
                 file: record.file.clone(),
                 ingested_at: record.ingested_at.clone(),
-                rows_added: plan.rows_added,
+                rows_added,
             });
             ingests.push(record);
         }
@@ -306,17 +311,14 @@ impl BarStore {
         let quality = StoredQuality { series: series_report, ingests };
         write_json_atomic(&dir, &quality_file, &quality)?;
 
-        let mut columns: Vec<String> =
-            ["ts", "open", "high", "low", "close", "volume"].iter().map(|s| s.to_string()).collect();
-        columns.extend(plan.merged.extras.iter().map(|c| c.name.clone()));
         let meta = SeriesMeta {
             format_version: META_VERSION,
             symbol: symbol.clone(),
             timeframe: tf.to_string(),
             calendar,
-            rows: plan.merged.len() as u64,
-            first: plan.merged.ts.first().map(|&t| format_iso(t)),
-            last: plan.merged.ts.last().map(|&t| format_iso(t)),
+            rows,
+            first,
+            last,
             content_hash: hash.clone(),
             bars_file: bars_file.clone(),
             quality_file: quality_file.clone(),
@@ -342,7 +344,7 @@ impl BarStore {
                 }
             }
         }
-        Ok(CommitOutcome { rows_added: plan.rows_added, rows_total: meta.rows, content_hash: hash, unchanged: false })
+        Ok(CommitOutcome { rows_added, rows_total: meta.rows, content_hash: hash, unchanged: false })
     }
 
     /// Deletes a stored series.

@@ -74,7 +74,7 @@ fn parquet_round_trip_is_bit_exact() {
     bars.extras[0].values[1] = f64::NAN;
     bars.close[0] = 0.1 + 0.2;
     let path = dir.path().join("x.parquet");
-    write_bars(&path, &bars).unwrap();
+    write_bars(&path, bars.clone()).unwrap();
     let back = read_bars_file(&path).unwrap();
     assert_eq!(back.close[0].to_bits(), (0.1f64 + 0.2).to_bits());
     assert!(back.extras[0].values[1].is_nan());
