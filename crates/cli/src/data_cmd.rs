@@ -11,7 +11,7 @@ use quantpipe_data::layout::ColumnOverrides;
 use quantpipe_data::quality::{Action, ConflictRule, Policy};
 use quantpipe_data::resample::resample;
 use quantpipe_data::store::{Derivation, Lineage, MergePlan};
-use quantpipe_data::{ingest_file, BarStore, IngestOptions, IngestReport};
+use quantpipe_data::{ingest_file, ticks, BarStore, IngestOptions, IngestReport};
 
 use crate::render::{self, right, table, BarProgress};
 
@@ -64,6 +64,9 @@ pub struct IngestArgs {
     /// Consecutive flat bars (O=H=L=C=previous close) that make a stale run.
     #[arg(long, default_value_t = 10)]
     stale_min: usize,
+    /// Order-book levels kept per side for book files (snapshots and replayed diffs).
+    #[arg(long, default_value_t = 10)]
+    depth: usize,
     /// Validate and report without storing anything.
     #[arg(long)]
     dry_run: bool,
@@ -114,6 +117,25 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Aggregate stored trades into time, volume or dollar bars.
+    #[command(
+        after_help = "Examples:\n  quantpipe data bars-from-trades BTCUSDT --every 1s        # stored as BTCUSDT 1s bars\n  quantpipe data bars-from-trades BTCUSDT --volume 0.5 -o vbars.csv\n  quantpipe data bars-from-trades BTCUSDT --dollar 100000 -o dbars.parquet"
+    )]
+    BarsFromTrades {
+        symbol: String,
+        /// Time bars of this length (UTC-aligned), stored in the bar store.
+        #[arg(long, group = "rule")]
+        every: Option<String>,
+        /// A bar per this much traded quantity.
+        #[arg(long, group = "rule")]
+        volume: Option<f64>,
+        /// A bar per this much traded notional (price × quantity).
+        #[arg(long, group = "rule")]
+        dollar: Option<f64>,
+        /// Write the bars to a file (.csv or .parquet).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Delete a stored series.
     Remove {
         symbol: String,
@@ -148,7 +170,23 @@ pub fn ingest(home: &Path, args: IngestArgs) -> Result<ExitCode> {
     };
     let mut reports = Vec::new();
     let mut failed = 0;
+    let mut tick_reports = Vec::new();
     for file in &args.files {
+        if let Some(format) = ticks::sniff(file) {
+            match ingest_ticks(home, file, format, opts.symbol.as_ref(), args.depth.max(1), args.dry_run) {
+                Ok(report) => {
+                    if !args.json {
+                        print_tick_report(&report, args.dry_run);
+                    }
+                    tick_reports.push(report);
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {e}");
+                }
+            }
+            continue;
+        }
         let progress = BarProgress::new();
         let started = std::time::Instant::now();
         match ingest_file(&store, file, &opts, &progress) {
@@ -165,9 +203,57 @@ pub fn ingest(home: &Path, args: IngestArgs) -> Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        if tick_reports.is_empty() {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"bars": reports, "ticks": tick_reports}))?);
+        }
     }
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn ingest_ticks(
+    home: &Path,
+    file: &Path,
+    format: ticks::TickFormat,
+    symbol: Option<&Symbol>,
+    depth: usize,
+    dry_run: bool,
+) -> Result<ticks::TickReport> {
+    let (symbol, mut data, notes) = ticks::read_ticks(file, format, symbol, depth)?;
+    if data.is_empty() {
+        bail!("{}: no rows", file.display());
+    }
+    let report = ticks::finish(file, format, symbol, &mut data, notes);
+    if !dry_run {
+        ticks::store_ticks(home, &data, &report)?;
+    }
+    Ok(report)
+}
+
+fn print_tick_report(r: &ticks::TickReport, dry_run: bool) {
+    println!("{}: {} {} rows of {} ({})", r.file, r.rows, r.kind, r.symbol, r.format);
+    println!("  {} → {}", r.first.as_deref().unwrap_or("-"), r.last.as_deref().unwrap_or("-"));
+    if r.unsorted > 0 {
+        println!("  repaired: {} rows out of time order, sorted", r.unsorted);
+    }
+    if r.kind == "book" {
+        println!("  crossed books (best bid > best ask): {}", r.crossed);
+    }
+    if let Some(share) = r.buy_share {
+        println!("  aggressive-buy share of quantity: {:.3}", share);
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
+    println!(
+        "{}",
+        if dry_run {
+            "dry run: nothing stored".to_string()
+        } else {
+            format!("stored as ticks/{}/{}", r.symbol, r.kind)
+        }
+    );
 }
 
 fn print_ingest(r: &IngestReport, elapsed: std::time::Duration, dry_run: bool) {
@@ -266,9 +352,10 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
     match cmd {
         DataCommand::List { json } => {
             let list = store.list()?;
+            let tick_list = ticks::list_ticks(home);
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if list.is_empty() {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"bars": list, "ticks": tick_list}))?);
+            } else if list.is_empty() && tick_list.is_empty() {
                 println!("nothing stored under {} yet; try `quantpipe ingest FILE`", home.display());
             } else {
                 let mut t = table(&["symbol", "tf", "calendar", "first", "last", "rows", "quality", "source"]);
@@ -289,7 +376,25 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
                     ]);
                 }
                 right(&mut t, &[5, 6]);
-                println!("{t}");
+                if !list.is_empty() {
+                    println!("{t}");
+                }
+                if !tick_list.is_empty() {
+                    let mut t = table(&["symbol", "ticks", "first", "last", "rows", "depth", "source"]);
+                    for m in &tick_list {
+                        t.add_row(vec![
+                            m.symbol.to_string(),
+                            m.kind.clone(),
+                            m.report.first.clone().unwrap_or_default(),
+                            m.report.last.clone().unwrap_or_default(),
+                            m.rows.to_string(),
+                            if m.depth > 0 { m.depth.to_string() } else { String::new() },
+                            file_name(&m.report.file),
+                        ]);
+                    }
+                    right(&mut t, &[4, 5]);
+                    println!("{t}");
+                }
             }
         }
         DataCommand::Show { symbol, timeframe, rows, json } => {
@@ -424,6 +529,50 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
                     "stored as {symbol} {to}{}",
                     output.map(|p| format!(" and written to {}", p.display())).unwrap_or_default()
                 );
+            }
+        }
+        DataCommand::BarsFromTrades { symbol, every, volume, dollar, output } => {
+            let symbol = parse_symbol(&symbol)?;
+            let rule = match (every, volume, dollar) {
+                (Some(tf), None, None) => ticks::TradeBarRule::Time(Timeframe::parse(&tf)?),
+                (None, Some(v), None) if v > 0.0 => ticks::TradeBarRule::Volume(v),
+                (None, None, Some(d)) if d > 0.0 => ticks::TradeBarRule::Dollar(d),
+                _ => bail!("give one positive rule: --every TF, --volume QTY or --dollar NOTIONAL"),
+            };
+            let trades = ticks::load_trades(home, &symbol)?;
+            let bars = ticks::bars_from_trades(&trades, rule);
+            let described = match rule {
+                ticks::TradeBarRule::Time(tf) => format!("{tf} time bars"),
+                ticks::TradeBarRule::Volume(v) => format!("volume bars of {v}"),
+                ticks::TradeBarRule::Dollar(d) => format!("dollar bars of {d}"),
+            };
+            println!("{symbol}: {} trades → {} {described}", trades.ts.len(), bars.len());
+            if let Some(path) = &output {
+                write_output(path, &bars)?;
+                println!("written to {}", path.display());
+            }
+            if let ticks::TradeBarRule::Time(tf) = rule {
+                let report =
+                    quantpipe_data::quality::assess(&symbol, &bars, tf, MarketCalendar::Crypto, &Policy::default())
+                        .map_err(anyhow::Error::msg)?;
+                let plan = MergePlan {
+                    rows_added: bars.len() as u64,
+                    merged: bars,
+                    rows_already_stored: 0,
+                    existing: store.meta(&symbol, tf)?,
+                };
+                let lineage = Lineage {
+                    derived_from: Some(Derivation {
+                        from_timeframe: "trades".into(),
+                        from_content_hash: String::new(),
+                        method: "trades → time bars: first/max/min/last price, summed quantity".into(),
+                    }),
+                    ..Lineage::default()
+                };
+                store.commit(&symbol, tf, plan, report, lineage)?;
+                println!("stored as {symbol} {tf}");
+            } else if output.is_none() {
+                bail!("volume and dollar bars are not on a time grid, so they are not stored: pass -o FILE");
             }
         }
         DataCommand::Remove { symbol, timeframe } => {

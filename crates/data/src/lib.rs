@@ -15,6 +15,7 @@ pub use error::{DataError, Result};
 pub mod ingest;
 pub mod resample;
 pub mod store;
+pub mod ticks;
 
 pub use ingest::{ingest_file, IngestOptions, IngestReport};
 pub use store::BarStore;

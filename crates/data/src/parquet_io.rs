@@ -240,3 +240,75 @@ fn column_as_text(array: &dyn Array) -> std::result::Result<Vec<Option<String>>,
         other => return Err(format!("unsupported type {other}")),
     })
 }
+
+/// Column names of a Parquet file.
+pub fn parquet_column_names(path: &Path) -> Result<Vec<String>> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(path, e))?;
+    Ok(builder.schema().fields().iter().map(|f| f.name().clone()).collect())
+}
+
+/// A whole Parquet file as text columns (for the small tick tables).
+/// Column names and, per column, each row's value as text (`None` for null).
+pub type TextColumns = (Vec<String>, Vec<Vec<Option<String>>>);
+/// A millisecond time column and named float columns.
+pub type TimedColumns = (Vec<i64>, Vec<(String, Vec<f64>)>);
+
+pub fn read_parquet_text(path: &Path) -> Result<TextColumns> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(path, e))?;
+    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
+    for batch in builder.build().map_err(|e| parquet_err(path, e))? {
+        let batch = batch.map_err(|e| parquet_err(path, e))?;
+        for (i, c) in batch.columns().iter().enumerate() {
+            let text =
+                column_as_text(c.as_ref()).map_err(|m| parquet_err(path, format!("column {}: {m}", names[i])))?;
+            columns[i].extend(text);
+        }
+    }
+    Ok((names, columns))
+}
+
+/// Writes a millisecond time column and named float columns (tick series).
+pub fn write_columns(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {
+    let mut fields = vec![Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false)];
+    fields.extend(columns.iter().map(|(n, _)| Field::new(n, DataType::Float64, true)));
+    let schema = Arc::new(Schema::new(fields));
+    let mut arrays: Vec<ArrayRef> =
+        vec![Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(ts), None).with_timezone("UTC"))];
+    arrays
+        .extend(columns.into_iter().map(|(_, v)| Arc::new(Float64Array::new(ScalarBuffer::from(v), None)) as ArrayRef));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| parquet_err(path, e))?;
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_err(path, e))?;
+    writer.write(&batch).map_err(|e| parquet_err(path, e))?;
+    let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
+    file.sync_all().map_err(|e| DataError::io(path, e))
+}
+
+/// Reads what [`write_columns`] wrote.
+pub fn read_columns(path: &Path) -> Result<TimedColumns> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(path, e))?;
+    let names: Vec<String> = builder.schema().fields().iter().skip(1).map(|f| f.name().clone()).collect();
+    let mut ts = Vec::new();
+    let mut cols: Vec<(String, Vec<f64>)> = names.into_iter().map(|n| (n, Vec::new())).collect();
+    for batch in builder.build().map_err(|e| parquet_err(path, e))? {
+        let batch = batch.map_err(|e| parquet_err(path, e))?;
+        let t = batch
+            .column(0)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| parquet_err(path, "column ts is not a millisecond timestamp"))?;
+        ts.extend_from_slice(t.values());
+        for (k, (name, values)) in cols.iter_mut().enumerate() {
+            let c = batch.column(k + 1).as_primitive_opt::<Float64Type>();
+            let c = c.ok_or_else(|| parquet_err(path, format!("column {name} is not float64")))?;
+            values.extend(c.iter().map(|v| v.unwrap_or(f64::NAN)));
+        }
+    }
+    Ok((ts, cols))
+}

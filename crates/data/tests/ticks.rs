@@ -1,0 +1,86 @@
+//! Trades and order books from the real samples in `shared/data/orderbook_ticks/`, checked
+//! against values read off the files by hand.
+
+mod common;
+
+use common::shared;
+use quantpipe_core::{Symbol, Timeframe};
+use quantpipe_data::ticks::{bars_from_trades, finish, read_ticks, sniff, TickData, TickFormat, TradeBarRule};
+
+fn read(name: &str, symbol: Option<&str>, depth: usize) -> (TickFormat, Symbol, TickData) {
+    let path = shared(&format!("orderbook_ticks/{name}"));
+    let format = sniff(&path).unwrap_or_else(|| panic!("{name} not recognised as ticks"));
+    let sym = symbol.map(|s| Symbol::new(s).unwrap());
+    let (symbol, mut data, notes) = read_ticks(&path, format, sym.as_ref(), depth).unwrap();
+    finish(&path, format, symbol.clone(), &mut data, notes);
+    (format, symbol, data)
+}
+
+#[test]
+fn binance_trades_and_their_bars() {
+    let (format, _, data) = read("binance_btcusdt_trades.parquet", Some("BTCUSDT"), 10);
+    assert_eq!(format, TickFormat::Trades);
+    let TickData::Trades(t) = data else { panic!("not trades") };
+    assert_eq!(t.ts.len(), 2001);
+    assert_eq!((t.ts[0], t.price[0], t.qty[0]), (1_610_064_000_278, 39432.48, 0.000263));
+    // buyer_maker = True: the seller took liquidity.
+    assert_eq!((t.side[0], t.side[1]), (-1.0, 1.0));
+    let bars = bars_from_trades(&t, TradeBarRule::Time(Timeframe::parse("1s").unwrap()));
+    assert_eq!(bars.ts[0], 1_610_064_000_000);
+    assert_eq!(bars.extras[0].values.iter().sum::<f64>(), 2001.0);
+    let total: f64 = t.qty.iter().sum();
+    assert!((bars.volume.iter().sum::<f64>() - total).abs() < 1e-9);
+    let vol = bars_from_trades(&t, TradeBarRule::Volume(1.0));
+    assert!(vol.volume[..vol.len() - 1].iter().all(|&v| v >= 1.0));
+}
+
+#[test]
+fn tardis_trades_and_book_snapshots() {
+    let (_, sym, data) = read("bitmex_xbtusd_trades.csv", None, 10);
+    assert_eq!(sym.as_str(), "XBTUSD");
+    let TickData::Trades(t) = data else { panic!() };
+    assert_eq!((t.ts.len(), t.ts[0], t.price[0], t.qty[0], t.side[0]), (10, 1_583_020_803_145, 8531.5, 2152.0, -1.0));
+
+    let (format, _, data) = read("binance_futures_btcusdt_book_snapshot_25_2020-09-01.csv", None, 25);
+    assert_eq!(format, TickFormat::TardisBook);
+    let TickData::Book(b) = data else { panic!() };
+    assert_eq!((b.ts.len(), b.depth), (10, 25));
+    assert_eq!((b.bid_px[0], b.bid_sz[0], b.ask_px[0], b.ask_sz[0]), (11657.07, 10.896, 11657.08, 1.714));
+    assert_eq!((b.bid_px[24], b.ask_px[24]), (11653.25, 11659.34));
+}
+
+#[test]
+fn diff_books_are_replayed() {
+    let (format, sym, data) = read("bybit_xrpusdt_ob500_2024-12-01.jsonl", None, 5);
+    assert_eq!((format, sym.as_str()), (TickFormat::BybitBook, "XRPUSDT"));
+    let TickData::Book(b) = data else { panic!() };
+    assert_eq!(b.ts.len(), 50);
+    // Snapshot: best bid 1.9531 × 6203; the first delta sets it to 6198.
+    assert_eq!((b.bid_px[0], b.bid_sz[0]), (1.9531, 6203.0));
+    assert_eq!((b.bid_px[5], b.bid_sz[5]), (1.9531, 6198.0));
+    assert!((0..50).all(|i| b.bid_px[i * 5] < b.ask_px[i * 5]));
+
+    let (format, _, data) = read("binance_btcusdt_perp_depth_snapshot_2022-11-01.csv", None, 3);
+    assert_eq!(format, TickFormat::BinanceDepth);
+    let TickData::Book(b) = data else { panic!() };
+    assert_eq!((b.ts, b.bid_px[..2].to_vec(), b.bid_sz[0]), (vec![1_667_346_579_146], vec![20377.0, 20376.9], 1.77));
+    assert!(b.ask_px[0].is_nan(), "the sample holds bids only");
+}
+
+#[test]
+fn quotes_are_depth_one_books() {
+    let (_, _, data) = read("truefx_usdjpy_quote_ticks_2013-01.csv", Some("USDJPY"), 10);
+    let TickData::Book(b) = data else { panic!() };
+    assert_eq!((b.ts.len(), b.depth, b.bid_px[0], b.ask_px[0]), (1000, 1, 86.655, 86.728));
+    assert!(b.bid_sz[0].is_nan());
+    let (_, sym, data) = read("binance_btcusdt_quotes.parquet", None, 10);
+    assert_eq!(sym.as_str(), "BTCUSDT");
+    let TickData::Book(b) = data else { panic!() };
+    assert_eq!((b.ts.len(), b.bid_px[0], b.bid_sz[0], b.ask_px[0]), (451, 39432.99, 0.0031, 39433.62));
+}
+
+#[test]
+fn bar_files_are_not_ticks() {
+    assert_eq!(sniff(&shared("btc_perp_1m_2022-01.csv.gz")), None);
+    assert_eq!(sniff(&shared("eurusd_1h.csv.gz")), None);
+}
