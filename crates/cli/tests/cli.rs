@@ -43,8 +43,9 @@ fn quickstart_ingest_list_quality_and_json() {
 
     let list = quantpipe(home.path(), &["data", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(v[0]["symbol"], "BTCUSD");
-    assert_eq!(v[0]["rows"], 17583);
+    assert_eq!(v["bars"][0]["symbol"], "BTCUSD");
+    assert_eq!(v["bars"][0]["rows"], 17583);
+    assert_eq!(v["ticks"], serde_json::json!([]));
 
     let q = quantpipe(home.path(), &["data", "quality", "BTCUSD", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
