@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use quantpipe_data::quality::{Action, QualityReport};
+use quantpipe_data::quality::{Action, Example, QualityReport};
 use quantpipe_data::read::Progress;
 
 pub fn table(header: &[&str]) -> Table {
@@ -50,19 +50,7 @@ pub fn quality_report(r: &QualityReport) -> String {
     ));
     let mut t = table(&["check", "count", "action", "first examples"]);
     for c in &r.checks {
-        let examples: Vec<String> = c
-            .examples
-            .iter()
-            .take(3)
-            .map(|e| {
-                let at = e.locate();
-                if at.is_empty() {
-                    e.detail.clone()
-                } else {
-                    format!("{at}: {}", e.detail)
-                }
-            })
-            .collect();
+        let examples: Vec<String> = c.examples.iter().take(3).map(Example::describe).collect();
         t.add_row(vec![c.kind.label().to_string(), c.count.to_string(), action_text(&c.action), examples.join("\n")]);
     }
     right(&mut t, &[1]);

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{DataError, Result};
 use crate::layout::ColumnOverrides;
-use crate::quality::{validate, Action, Policy, ProblemTally, QualityReport, Validated};
+use crate::quality::{validate, Action, Example, Policy, ProblemTally, QualityReport, Validated};
 use crate::read::{read_bars, Progress, ReadOptions};
 use crate::store::{now_iso, BarStore, CommitOutcome, IngestRecord, Lineage};
 
@@ -153,17 +153,6 @@ pub fn ingest_file(
 }
 
 pub fn describe_tally(label: &str, tally: &ProblemTally) -> String {
-    let examples: Vec<String> = tally
-        .examples
-        .iter()
-        .map(|e| {
-            let at = e.locate();
-            if at.is_empty() {
-                e.detail.clone()
-            } else {
-                format!("{at}: {}", e.detail)
-            }
-        })
-        .collect();
+    let examples: Vec<String> = tally.examples.iter().map(Example::describe).collect();
     format!("{label}: {}\n      {}", tally.count, examples.join("\n      "))
 }

@@ -33,6 +33,16 @@ impl Example {
         self.ts = Some(format_iso(ts));
         self
     }
+    /// `line 8 (2023-02-01T00:06:00Z): column low: "abc" is not a number`.
+    pub fn describe(&self) -> String {
+        let at = self.locate();
+        if at.is_empty() {
+            self.detail.clone()
+        } else {
+            format!("{at}: {}", self.detail)
+        }
+    }
+
     pub fn locate(&self) -> String {
         match (&self.line, &self.ts) {
             (Some(l), Some(t)) => format!("line {l} ({t})"),
