@@ -2,6 +2,7 @@
 //! library crates' service functions and renders their results; it owns `anyhow` and exit codes.
 
 mod data_cmd;
+mod features_cmd;
 mod render;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Command {
     /// What is stored: list series, show bars, print quality reports, resample, remove.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// The feature catalogue, and feature sets computed over stored bars or a file.
+    #[command(subcommand)]
+    Features(features_cmd::FeaturesCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => data_cmd::ingest(&cli.home, args),
         Command::Data(cmd) => data_cmd::data(&cli.home, cmd),
+        Command::Features(cmd) => features_cmd::run(&cli.home, cmd),
     };
     match result {
         Ok(code) => code,

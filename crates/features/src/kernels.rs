@@ -359,7 +359,15 @@ pub struct Macd {
 impl Macd {
     pub fn new(fast: usize, slow: usize, signal: usize) -> Macd {
         let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
-        Macd { fast, slow, seeded: false, seed: Vec::with_capacity(slow), fast_ema: Ema::new(fast), slow_ema: Ema::new(slow), signal: Ema::new(signal) }
+        Macd {
+            fast,
+            slow,
+            seeded: false,
+            seed: Vec::with_capacity(slow),
+            fast_ema: Ema::new(fast),
+            slow_ema: Ema::new(slow),
+            signal: Ema::new(signal),
+        }
     }
 }
 impl Kernel for Macd {

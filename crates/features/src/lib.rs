@@ -84,31 +84,102 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry { indicator: "trix", family: "momentum", params: "period", outputs: "trix_P", talib: "TRIX" },
     CatalogueEntry { indicator: "rsi", family: "momentum", params: "period", outputs: "rsi_P", talib: "RSI" },
     CatalogueEntry { indicator: "cmo", family: "momentum", params: "period", outputs: "cmo_P", talib: "CMO" },
-    CatalogueEntry { indicator: "macd", family: "trend", params: "fast, slow, signal", outputs: "macd_F_S_G_{line,signal,hist}", talib: "MACD" },
-    CatalogueEntry { indicator: "apo", family: "momentum", params: "fast, slow (SMA)", outputs: "apo_F_S", talib: "APO (matype 0)" },
-    CatalogueEntry { indicator: "ppo", family: "momentum", params: "fast, slow (SMA)", outputs: "ppo_F_S", talib: "PPO (matype 0)" },
-    CatalogueEntry { indicator: "bbands", family: "volatility", params: "period, nbdev", outputs: "bbands_P_D_{upper,middle,lower,pctb,width}", talib: "BBANDS (upper/middle/lower)" },
-    CatalogueEntry { indicator: "stddev", family: "volatility", params: "period, nbdev", outputs: "stddev_P", talib: "STDDEV" },
+    CatalogueEntry {
+        indicator: "macd",
+        family: "trend",
+        params: "fast, slow, signal",
+        outputs: "macd_F_S_G_{line,signal,hist}",
+        talib: "MACD",
+    },
+    CatalogueEntry {
+        indicator: "apo",
+        family: "momentum",
+        params: "fast, slow (SMA)",
+        outputs: "apo_F_S",
+        talib: "APO (matype 0)",
+    },
+    CatalogueEntry {
+        indicator: "ppo",
+        family: "momentum",
+        params: "fast, slow (SMA)",
+        outputs: "ppo_F_S",
+        talib: "PPO (matype 0)",
+    },
+    CatalogueEntry {
+        indicator: "bbands",
+        family: "volatility",
+        params: "period, nbdev",
+        outputs: "bbands_P_D_{upper,middle,lower,pctb,width}",
+        talib: "BBANDS (upper/middle/lower)",
+    },
+    CatalogueEntry {
+        indicator: "stddev",
+        family: "volatility",
+        params: "period, nbdev",
+        outputs: "stddev_P",
+        talib: "STDDEV",
+    },
     CatalogueEntry { indicator: "atr", family: "volatility", params: "period", outputs: "atr_P", talib: "ATR" },
     CatalogueEntry { indicator: "natr", family: "volatility", params: "period", outputs: "natr_P", talib: "NATR" },
     CatalogueEntry { indicator: "trange", family: "volatility", params: "", outputs: "trange", talib: "TRANGE" },
-    CatalogueEntry { indicator: "dmi", family: "trend", params: "period", outputs: "dmi_P_{plus_di,minus_di,adx}", talib: "PLUS_DI, MINUS_DI, ADX" },
-    CatalogueEntry { indicator: "stoch", family: "momentum", params: "fastk, slowk, slowd (SMA)", outputs: "stoch_K_S_D_{k,d}", talib: "STOCH" },
+    CatalogueEntry {
+        indicator: "dmi",
+        family: "trend",
+        params: "period",
+        outputs: "dmi_P_{plus_di,minus_di,adx}",
+        talib: "PLUS_DI, MINUS_DI, ADX",
+    },
+    CatalogueEntry {
+        indicator: "stoch",
+        family: "momentum",
+        params: "fastk, slowk, slowd (SMA)",
+        outputs: "stoch_K_S_D_{k,d}",
+        talib: "STOCH",
+    },
     CatalogueEntry { indicator: "willr", family: "momentum", params: "period", outputs: "willr_P", talib: "WILLR" },
-    CatalogueEntry { indicator: "aroon", family: "trend", params: "period", outputs: "aroon_P_{down,up,osc}", talib: "AROON, AROONOSC" },
+    CatalogueEntry {
+        indicator: "aroon",
+        family: "trend",
+        params: "period",
+        outputs: "aroon_P_{down,up,osc}",
+        talib: "AROON, AROONOSC",
+    },
     CatalogueEntry { indicator: "cci", family: "momentum", params: "period", outputs: "cci_P", talib: "CCI" },
     CatalogueEntry { indicator: "mom", family: "momentum", params: "period", outputs: "mom_P", talib: "MOM" },
     CatalogueEntry { indicator: "roc", family: "momentum", params: "period", outputs: "roc_P", talib: "ROC" },
     CatalogueEntry { indicator: "obv", family: "volume", params: "", outputs: "obv", talib: "OBV" },
     CatalogueEntry { indicator: "ad", family: "volume", params: "", outputs: "ad", talib: "AD" },
     CatalogueEntry { indicator: "adosc", family: "volume", params: "fast, slow", outputs: "adosc_F_S", talib: "ADOSC" },
-    CatalogueEntry { indicator: "mfi", family: "volume", params: "period", outputs: "mfi_P", talib: "(MFI: differs, see docs)" },
-    CatalogueEntry { indicator: "ultosc", family: "momentum", params: "period1, period2, period3", outputs: "ultosc_A_B_C", talib: "ULTOSC" },
+    CatalogueEntry {
+        indicator: "mfi",
+        family: "volume",
+        params: "period",
+        outputs: "mfi_P",
+        talib: "(MFI: differs, see docs)",
+    },
+    CatalogueEntry {
+        indicator: "ultosc",
+        family: "momentum",
+        params: "period1, period2, period3",
+        outputs: "ultosc_A_B_C",
+        talib: "ULTOSC",
+    },
     CatalogueEntry { indicator: "log_return", family: "returns", params: "lag", outputs: "log_return_L", talib: "" },
-    CatalogueEntry { indicator: "realized_vol", family: "returns", params: "period", outputs: "realized_vol_P", talib: "" },
+    CatalogueEntry {
+        indicator: "realized_vol",
+        family: "returns",
+        params: "period",
+        outputs: "realized_vol_P",
+        talib: "",
+    },
 ];
 
-fn call(function: &'static str, inputs: &[&'static str], kwargs: &[(&'static str, f64)], output: usize) -> Option<TalibCall> {
+fn call(
+    function: &'static str,
+    inputs: &[&'static str],
+    kwargs: &[(&'static str, f64)],
+    output: usize,
+) -> Option<TalibCall> {
     Some(TalibCall { function, inputs: inputs.to_vec(), kwargs: kwargs.to_vec(), output })
 }
 
@@ -121,7 +192,9 @@ impl Indicator {
         let bad = |message: String| Err(FeatureError::InvalidParams { indicator: self.prefix(), message });
         let periods: Vec<usize> = match *self {
             Indicator::Macd { fast, slow, signal } => vec![fast, slow, signal],
-            Indicator::Apo { fast, slow } | Indicator::Ppo { fast, slow } | Indicator::Adosc { fast, slow } => vec![fast, slow],
+            Indicator::Apo { fast, slow } | Indicator::Ppo { fast, slow } | Indicator::Adosc { fast, slow } => {
+                vec![fast, slow]
+            }
             Indicator::Stoch { fastk, slowk, slowd } => vec![fastk, slowk, slowd],
             Indicator::Ultosc { period1, period2, period3 } => vec![period1, period2, period3],
             Indicator::LogReturn { lag } => vec![lag],
@@ -304,8 +377,12 @@ impl Indicator {
             Indicator::Rsi { period } => Box::new(GainLoss::new(period, false)),
             Indicator::Cmo { period } => Box::new(GainLoss::new(period, true)),
             Indicator::Macd { fast, slow, signal } => Box::new(Macd::new(fast, slow, signal)),
-            Indicator::Apo { fast, slow } => Box::new(PriceOsc { fast: Sma::new(fast), slow: Sma::new(slow), percent: false }),
-            Indicator::Ppo { fast, slow } => Box::new(PriceOsc { fast: Sma::new(fast), slow: Sma::new(slow), percent: true }),
+            Indicator::Apo { fast, slow } => {
+                Box::new(PriceOsc { fast: Sma::new(fast), slow: Sma::new(slow), percent: false })
+            }
+            Indicator::Ppo { fast, slow } => {
+                Box::new(PriceOsc { fast: Sma::new(fast), slow: Sma::new(slow), percent: true })
+            }
             Indicator::Bbands { period, nbdev } => {
                 Box::new(Bbands { sma: Sma::new(period), var: Var::new(period), up: nbdev, down: nbdev })
             }
@@ -390,12 +467,23 @@ impl FeatureSet {
             f.push(Sma { period });
             f.push(Ema { period });
         }
-        f.extend([Wma { period: 10 }, Wma { period: 20 }, Dema { period: 20 }, Tema { period: 20 }, Trix { period: 15 }]);
+        f.extend([
+            Wma { period: 10 },
+            Wma { period: 20 },
+            Dema { period: 20 },
+            Tema { period: 20 },
+            Trix { period: 15 },
+        ]);
         f.extend([Rsi { period: 7 }, Rsi { period: 14 }, Rsi { period: 21 }, Cmo { period: 14 }]);
         f.extend([Macd { fast: 12, slow: 26, signal: 9 }, Apo { fast: 12, slow: 26 }, Ppo { fast: 12, slow: 26 }]);
         f.extend([Bbands { period: 20, nbdev: 2.0 }, Stddev { period: 20, nbdev: 1.0 }]);
         f.extend([Atr { period: 14 }, Natr { period: 14 }, Trange, Dmi { period: 14 }]);
-        f.extend([Stoch { fastk: 14, slowk: 3, slowd: 3 }, Willr { period: 14 }, Aroon { period: 25 }, Cci { period: 20 }]);
+        f.extend([
+            Stoch { fastk: 14, slowk: 3, slowd: 3 },
+            Willr { period: 14 },
+            Aroon { period: 25 },
+            Cci { period: 20 },
+        ]);
         f.extend([Mom { period: 10 }, Roc { period: 1 }, Roc { period: 5 }, Roc { period: 10 }, Roc { period: 20 }]);
         f.extend([Obv, Ad, Adosc { fast: 3, slow: 10 }, Mfi { period: 14 }]);
         f.push(Ultosc { period1: 7, period2: 14, period3: 28 });

@@ -56,9 +56,13 @@ fn check(file: &str, symbol: &str) -> usize {
     let set = FeatureSet::standard();
     let frame = compute(&set, &bars);
     let dir = tempfile::tempdir().unwrap();
-    for (name, col) in
-        [("open", &bars.open), ("high", &bars.high), ("low", &bars.low), ("close", &bars.close), ("volume", &bars.volume)]
-    {
+    for (name, col) in [
+        ("open", &bars.open),
+        ("high", &bars.high),
+        ("low", &bars.low),
+        ("close", &bars.close),
+        ("volume", &bars.volume),
+    ] {
         write_f64(&dir.path().join(format!("{name}.f64")), col);
     }
     let mut spec = Vec::new();
