@@ -721,7 +721,8 @@ impl Kernel for Cci {
             dev += (v - avg).abs();
         }
         let num = tp - avg;
-        out[0] = if num != 0.0 && dev != 0.0 { num / (0.015 * (dev / n)) } else { 0.0 };
+        // Zero tests as TA-Lib 0.6 makes them: a flat window gives 0, not a ratio of rounding residues.
+        out[0] = if !is_zero(num) && !is_zero(dev) { num / (0.015 * (dev / n)) } else { 0.0 };
     }
 }
 
@@ -968,5 +969,474 @@ impl Kernel for RealizedVol {
             let ss: f64 = self.returns.iter().map(|x| (x - mean) * (x - mean)).sum();
             out[0] = (ss / (self.n as f64 - 1.0)).sqrt();
         }
+    }
+}
+
+/// Kaufman adaptive moving average (TA-Lib's KAMA: efficiency ratio over `n` bars, fast 2 / slow 30
+/// smoothing constants, seeded with the close before the first output).
+pub struct Kama {
+    pub n: usize,
+    pub window: VecDeque<f64>,
+    pub sum_roc: f64,
+    pub kama: f64,
+}
+impl Kernel for Kama {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        out[0] = f64::NAN;
+        let x = bar.close;
+        let n = self.n;
+        self.window.push_back(x);
+        let len = self.window.len();
+        if len <= n {
+            if len >= 2 {
+                self.sum_roc += (self.window[len - 2] - x).abs();
+            }
+            return;
+        }
+        let const_max = 2.0 / (30.0 + 1.0);
+        let const_diff = 2.0 / (2.0 + 1.0) - const_max;
+        let prev_x = self.window[len - 2];
+        if len == n + 1 {
+            // First output: the seed is the previous close.
+            self.sum_roc += (prev_x - x).abs();
+            self.kama = prev_x;
+        } else {
+            // Window is [x(t−n−1) … x(t)]: drop the oldest step, add the newest.
+            let trailing = self.window[0];
+            let trailing_next = self.window[1];
+            self.sum_roc -= (trailing - trailing_next).abs();
+            self.sum_roc += (x - prev_x).abs();
+            self.window.pop_front();
+        }
+        let oldest = self.window[0];
+        let period_roc = x - oldest;
+        let er =
+            if self.sum_roc <= period_roc || is_zero(self.sum_roc) { 1.0 } else { (period_roc / self.sum_roc).abs() };
+        let mut sc = (er * const_diff) + const_max;
+        sc *= sc;
+        self.kama = ((x - self.kama) * sc) + self.kama;
+        out[0] = self.kama;
+    }
+}
+
+/// ADXR: (ADX now + ADX n−1 bars ago) / 2.
+pub struct Adxr {
+    pub dmi: Dmi,
+    pub adx: VecDeque<f64>,
+    pub n: usize,
+}
+impl Kernel for Adxr {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        let mut d = [f64::NAN; 3];
+        self.dmi.update(bar, &mut d);
+        out[0] = f64::NAN;
+        if d[2].is_nan() {
+            return;
+        }
+        self.adx.push_back(d[2]);
+        if self.adx.len() > self.n {
+            self.adx.pop_front();
+        }
+        if self.adx.len() == self.n {
+            out[0] = (d[2] + self.adx[0]) / 2.0;
+        }
+    }
+}
+
+/// MIDPOINT (close) or MIDPRICE (high/low): (highest + lowest) / 2 over `n` bars.
+pub struct Mid {
+    pub range: MinMax,
+    pub use_close: bool,
+}
+impl Kernel for Mid {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        let (h, l) = if self.use_close { (bar.close, bar.close) } else { (bar.high, bar.low) };
+        out[0] = match self.range.next(h, l) {
+            Some(((hh, _), (ll, _))) => (hh + ll) / 2.0,
+            None => f64::NAN,
+        };
+    }
+}
+
+/// Per-bar prices: balance of power, median, typical and weighted close price.
+pub struct BarPrices;
+impl Kernel for BarPrices {
+    fn width(&self) -> usize {
+        4
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let range = b.high - b.low;
+        out[0] = if is_zero_or_neg(range) { 0.0 } else { (b.close - b.open) / range };
+        out[1] = (b.high + b.low) / 2.0;
+        out[2] = (b.high + b.low + b.close) / 3.0;
+        out[3] = (b.high + b.low + (b.close * 2.0)) / 4.0;
+    }
+}
+
+/// Keltner channel: EMA(n) of the close ± `mult` × ATR(n). Outputs: upper, middle, lower.
+pub struct Keltner {
+    pub ema: Ema,
+    pub atr: Atr,
+    pub mult: f64,
+}
+impl Kernel for Keltner {
+    fn width(&self) -> usize {
+        3
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        let mid = self.ema.next(bar.close);
+        let mut atr = [f64::NAN];
+        self.atr.update(bar, &mut atr);
+        if mid.is_nan() || atr[0].is_nan() {
+            out.fill(f64::NAN);
+            return;
+        }
+        out[0] = mid + self.mult * atr[0];
+        out[1] = mid;
+        out[2] = mid - self.mult * atr[0];
+    }
+}
+
+/// Donchian channel: highest high and lowest low of the last `n` bars. Outputs: upper, middle, lower.
+pub struct Donchian {
+    pub range: MinMax,
+}
+impl Kernel for Donchian {
+    fn width(&self) -> usize {
+        3
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        match self.range.next(bar.high, bar.low) {
+            Some(((hh, _), (ll, _))) => {
+                out[0] = hh;
+                out[1] = (hh + ll) / 2.0;
+                out[2] = ll;
+            }
+            None => out.fill(f64::NAN),
+        }
+    }
+}
+
+/// Rolling VWAP of the typical price over `n` bars, and the close's distance from it in σ of the
+/// close over the same window. Outputs: vwap, distance.
+pub struct RollingVwap {
+    pub n: usize,
+    pub window: VecDeque<(f64, f64, f64)>,
+}
+impl Kernel for RollingVwap {
+    fn width(&self) -> usize {
+        2
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let tp = (b.high + b.low + b.close) / 3.0;
+        self.window.push_back((tp * b.volume, b.volume, b.close));
+        if self.window.len() > self.n {
+            self.window.pop_front();
+        }
+        out.fill(f64::NAN);
+        if self.window.len() < self.n {
+            return;
+        }
+        let (pv, v): (f64, f64) = self.window.iter().fold((0.0, 0.0), |a, w| (a.0 + w.0, a.1 + w.1));
+        if v <= 0.0 {
+            return;
+        }
+        let vwap = pv / v;
+        out[0] = vwap;
+        let n = self.n as f64;
+        let mean = self.window.iter().map(|w| w.2).sum::<f64>() / n;
+        let sd = (self.window.iter().map(|w| (w.2 - mean) * (w.2 - mean)).sum::<f64>() / n).sqrt();
+        out[1] = if sd > 0.0 { (b.close - vwap) / sd } else { 0.0 };
+    }
+}
+
+/// VWAP anchored at 00:00 UTC each day (the session), from the session's first bar.
+pub struct SessionVwap {
+    pub day: i64,
+    pub pv: f64,
+    pub v: f64,
+}
+impl Kernel for SessionVwap {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let day = b.ts.div_euclid(86_400_000);
+        if day != self.day {
+            self.day = day;
+            self.pv = 0.0;
+            self.v = 0.0;
+        }
+        let tp = (b.high + b.low + b.close) / 3.0;
+        self.pv += tp * b.volume;
+        self.v += b.volume;
+        out[0] = if self.v > 0.0 { self.pv / self.v } else { f64::NAN };
+    }
+}
+
+/// Which input a rolling z-score reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZInput {
+    Close,
+    Volume,
+}
+
+/// (x − mean) / population σ over the last `n` values of the close or the volume.
+pub struct ZScore {
+    pub n: usize,
+    pub input: ZInput,
+    pub window: VecDeque<f64>,
+}
+impl Kernel for ZScore {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let x = if self.input == ZInput::Close { b.close } else { b.volume };
+        self.window.push_back(x);
+        if self.window.len() > self.n {
+            self.window.pop_front();
+        }
+        out[0] = f64::NAN;
+        if self.window.len() == self.n {
+            let n = self.n as f64;
+            let mean = self.window.iter().sum::<f64>() / n;
+            let sd = (self.window.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+            out[0] = if sd > 0.0 { (x - mean) / sd } else { 0.0 };
+        }
+    }
+}
+
+/// Range-based volatility over `n` bars: Parkinson sqrt(Σ ln(H/L)² / (4 ln 2 · n)) and
+/// Garman–Klass sqrt(Σ [½ ln(H/L)² − (2 ln 2 − 1) ln(C/O)²] / n). Outputs: parkinson, garman_klass.
+pub struct RangeVol {
+    pub n: usize,
+    pub window: VecDeque<(f64, f64)>,
+}
+impl Kernel for RangeVol {
+    fn width(&self) -> usize {
+        2
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let valid = b.high > 0.0 && b.low > 0.0 && b.open > 0.0 && b.close > 0.0;
+        let hl = if valid { (b.high / b.low).ln() } else { f64::NAN };
+        let co = if valid { (b.close / b.open).ln() } else { f64::NAN };
+        self.window.push_back((hl, co));
+        if self.window.len() > self.n {
+            self.window.pop_front();
+        }
+        out.fill(f64::NAN);
+        if self.window.len() == self.n {
+            let n = self.n as f64;
+            let ln2 = std::f64::consts::LN_2;
+            let park: f64 = self.window.iter().map(|w| w.0 * w.0).sum::<f64>() / (4.0 * ln2 * n);
+            let gk: f64 = self.window.iter().map(|w| 0.5 * w.0 * w.0 - (2.0 * ln2 - 1.0) * w.1 * w.1).sum::<f64>() / n;
+            out[0] = park.sqrt();
+            out[1] = if gk >= 0.0 { gk.sqrt() } else { 0.0 };
+        }
+    }
+}
+
+/// Sample skewness and excess kurtosis of 1-bar log returns over `n` bars. Outputs: skew, kurtosis.
+pub struct ReturnMoments {
+    pub n: usize,
+    pub prev: f64,
+    pub returns: VecDeque<f64>,
+}
+impl Kernel for ReturnMoments {
+    fn width(&self) -> usize {
+        2
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        out.fill(f64::NAN);
+        let prev = std::mem::replace(&mut self.prev, b.close);
+        if prev.is_nan() {
+            return;
+        }
+        self.returns.push_back(if prev > 0.0 && b.close > 0.0 { (b.close / prev).ln() } else { f64::NAN });
+        if self.returns.len() > self.n {
+            self.returns.pop_front();
+        }
+        if self.returns.len() < self.n {
+            return;
+        }
+        let n = self.n as f64;
+        let mean = self.returns.iter().sum::<f64>() / n;
+        let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+        for r in &self.returns {
+            let d = r - mean;
+            m2 += d * d;
+            m3 += d * d * d;
+            m4 += d * d * d * d;
+        }
+        let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+        if m2 > 0.0 {
+            out[0] = m3 / m2.powf(1.5);
+            out[1] = m4 / (m2 * m2) - 3.0;
+        } else {
+            out[0] = 0.0;
+            out[1] = 0.0;
+        }
+    }
+}
+
+/// Hour of day and day of week (UTC) as points on the unit circle. Outputs: hour_sin, hour_cos,
+/// dow_sin, dow_cos.
+pub struct Calendar;
+impl Kernel for Calendar {
+    fn width(&self) -> usize {
+        4
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let tau = std::f64::consts::TAU;
+        let ms_of_day = b.ts.rem_euclid(86_400_000) as f64;
+        let hour = ms_of_day / 3_600_000.0;
+        let dow = (b.ts.div_euclid(86_400_000) + 3).rem_euclid(7) as f64; // Monday = 0
+        out[0] = (tau * hour / 24.0).sin();
+        out[1] = (tau * hour / 24.0).cos();
+        out[2] = (tau * dow / 7.0).sin();
+        out[3] = (tau * dow / 7.0).cos();
+    }
+}
+
+/// Ichimoku lines known at bar t: tenkan and kijun (midpoints of the last 9 and 26 bars), and the
+/// senkou spans as plotted at t — computed `kijun` bars earlier, so they use no future bar. The
+/// chikou span (the close plotted 26 bars back) would look forward and does not exist here.
+/// Outputs: tenkan, kijun, senkou_a, senkou_b.
+pub struct Ichimoku {
+    pub tenkan: MinMax,
+    pub kijun: MinMax,
+    pub senkou: MinMax,
+    pub shift: usize,
+    pub pending: VecDeque<(f64, f64)>,
+}
+impl Kernel for Ichimoku {
+    fn width(&self) -> usize {
+        4
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let mid = |r: Option<((f64, usize), (f64, usize))>| r.map_or(f64::NAN, |((h, _), (l, _))| (h + l) / 2.0);
+        let t = mid(self.tenkan.next(b.high, b.low));
+        let k = mid(self.kijun.next(b.high, b.low));
+        let s = mid(self.senkou.next(b.high, b.low));
+        out[0] = t;
+        out[1] = k;
+        // Spans computed now are plotted `shift` bars ahead: at t we show the ones computed at t − shift.
+        self.pending.push_back(((t + k) / 2.0, s));
+        if self.pending.len() > self.shift {
+            let (a, bb) = self.pending.pop_front().unwrap_or((f64::NAN, f64::NAN));
+            out[2] = a;
+            out[3] = bb;
+        } else {
+            out[2] = f64::NAN;
+            out[3] = f64::NAN;
+        }
+    }
+}
+
+#[cfg(test)]
+mod textbook {
+    //! Indicators TA-Lib lacks, checked on small series computed by hand.
+    use super::*;
+
+    fn bar(ts: i64, o: f64, h: f64, l: f64, c: f64, v: f64) -> Bar {
+        Bar { ts, open: o, high: h, low: l, close: c, volume: v }
+    }
+
+    fn run(k: &mut dyn Kernel, bars: &[Bar]) -> Vec<Vec<f64>> {
+        bars.iter()
+            .map(|b| {
+                let mut out = vec![0.0; k.width()];
+                k.update(b, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    fn bars() -> Vec<Bar> {
+        // high, low, close, volume chosen so sums are exact in binary.
+        [(10.0, 8.0, 9.0, 1.0), (12.0, 9.0, 11.0, 2.0), (11.0, 7.0, 8.0, 1.0), (13.0, 10.0, 12.0, 4.0)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(h, l, c, v))| bar(i as i64 * 3_600_000, c, h, l, c, v))
+            .collect()
+    }
+
+    #[test]
+    fn donchian_is_the_range_of_the_last_n_bars() {
+        let out = run(&mut Donchian { range: MinMax::new(3) }, &bars());
+        assert!(out[1][0].is_nan());
+        assert_eq!(out[2], vec![12.0, 9.5, 7.0]);
+        assert_eq!(out[3], vec![13.0, 10.0, 7.0]);
+    }
+
+    #[test]
+    fn rolling_and_session_vwap() {
+        // Typical prices: 9, 32/3, 26/3, 35/3.
+        let out = run(&mut RollingVwap { n: 2, window: VecDeque::new() }, &bars());
+        let expected = (32.0 / 3.0 * 2.0 + 26.0 / 3.0) / 3.0;
+        assert!((out[2][0] - expected).abs() < 1e-12);
+        // Distance: (8 − vwap) / σ(11, 8) with σ = 1.5.
+        assert!((out[2][1] - (8.0 - expected) / 1.5).abs() < 1e-12);
+        let mut day = bars();
+        day[3].ts = 86_400_000; // the 4th bar opens a new UTC day
+        let s = run(&mut SessionVwap { day: i64::MIN, pv: 0.0, v: 0.0 }, &day);
+        assert!((s[2][0] - (9.0 + 64.0 / 3.0 + 26.0 / 3.0) / 4.0).abs() < 1e-12);
+        assert!((s[3][0] - 35.0 / 3.0).abs() < 1e-12, "reset at the session start");
+    }
+
+    #[test]
+    fn keltner_is_ema_plus_minus_atr() {
+        let out = run(&mut Keltner { ema: Ema::new(2), atr: Atr::new(2, 1), mult: 2.0 }, &bars());
+        // ATR(2) first at bar 2: TR1 = max(3, 3, 0) = 3, TR2 = max(4, 0, 4) = 4 → 3.5.
+        // EMA(2) at bar 2: seed (9 + 11) / 2 = 10 at bar 1, then (8 − 10)·2/3 + 10 = 8.666….
+        let ema = 10.0 + (8.0 - 10.0) * (2.0 / 3.0);
+        assert!((out[2][1] - ema).abs() < 1e-12);
+        assert!((out[2][0] - (ema + 7.0)).abs() < 1e-12 && (out[2][2] - (ema - 7.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ichimoku_spans_come_from_earlier_bars_only() {
+        let mut k = Ichimoku {
+            tenkan: MinMax::new(1),
+            kijun: MinMax::new(2),
+            senkou: MinMax::new(2),
+            shift: 2,
+            pending: VecDeque::new(),
+        };
+        let out = run(&mut k, &bars());
+        // Tenkan(1) = bar midpoint; kijun(2) = midpoint of the last two bars.
+        assert_eq!((out[1][0], out[1][1]), (10.5, 10.0));
+        // Senkou A at bar 3 is (tenkan + kijun) / 2 computed at bar 1 = (10.5 + 10) / 2.
+        assert!(out[2][2].is_nan() && out[2][3].is_nan());
+        assert_eq!(out[3][2], 10.25);
+        assert_eq!(out[3][3], 10.0);
+    }
+
+    #[test]
+    fn zscore_range_vol_moments_and_calendar() {
+        let z = run(&mut ZScore { n: 2, input: ZInput::Close, window: VecDeque::new() }, &bars());
+        assert_eq!(z[1][0], 1.0); // (11 − 10) / 1
+        let park = run(&mut RangeVol { n: 1, window: VecDeque::new() }, &bars()[..1]);
+        let expected = ((10.0f64 / 8.0).ln().powi(2) / (4.0 * std::f64::consts::LN_2)).sqrt();
+        assert!((park[0][0] - expected).abs() < 1e-15);
+        // Symmetric returns: skew 0. Returns ln 2, −ln 2, ln 2, −ln 2.
+        let sym: Vec<Bar> = [1.0, 2.0, 1.0, 2.0, 1.0].iter().map(|&c| bar(0, c, c, c, c, 1.0)).collect();
+        let m = run(&mut ReturnMoments { n: 4, prev: f64::NAN, returns: VecDeque::new() }, &sym);
+        assert!(m[4][0].abs() < 1e-12);
+        assert!((m[4][1] - (1.0 - 3.0)).abs() < 1e-12, "two-point distribution: kurtosis 1, excess −2");
+        // Monday 1970-01-05 06:00 UTC: a quarter of the day, first day of the week.
+        let c = run(&mut Calendar, &[bar(4 * 86_400_000 + 6 * 3_600_000, 1.0, 1.0, 1.0, 1.0, 1.0)]);
+        assert!((c[0][0] - 1.0).abs() < 1e-12 && c[0][1].abs() < 1e-12);
+        assert!(c[0][2].abs() < 1e-12 && (c[0][3] - 1.0).abs() < 1e-12);
     }
 }

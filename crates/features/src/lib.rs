@@ -23,36 +23,144 @@ pub enum FeatureError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "indicator", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Indicator {
-    Sma { period: usize },
-    Ema { period: usize },
-    Wma { period: usize },
-    Dema { period: usize },
-    Tema { period: usize },
-    Trix { period: usize },
-    Rsi { period: usize },
-    Cmo { period: usize },
-    Macd { fast: usize, slow: usize, signal: usize },
-    Apo { fast: usize, slow: usize },
-    Ppo { fast: usize, slow: usize },
-    Bbands { period: usize, nbdev: f64 },
-    Stddev { period: usize, nbdev: f64 },
-    Atr { period: usize },
-    Natr { period: usize },
+    Sma {
+        period: usize,
+    },
+    Ema {
+        period: usize,
+    },
+    Wma {
+        period: usize,
+    },
+    Dema {
+        period: usize,
+    },
+    Tema {
+        period: usize,
+    },
+    Trix {
+        period: usize,
+    },
+    Rsi {
+        period: usize,
+    },
+    Cmo {
+        period: usize,
+    },
+    Macd {
+        fast: usize,
+        slow: usize,
+        signal: usize,
+    },
+    Apo {
+        fast: usize,
+        slow: usize,
+    },
+    Ppo {
+        fast: usize,
+        slow: usize,
+    },
+    Bbands {
+        period: usize,
+        nbdev: f64,
+    },
+    Stddev {
+        period: usize,
+        nbdev: f64,
+    },
+    Atr {
+        period: usize,
+    },
+    Natr {
+        period: usize,
+    },
     Trange,
-    Dmi { period: usize },
-    Stoch { fastk: usize, slowk: usize, slowd: usize },
-    Willr { period: usize },
-    Aroon { period: usize },
-    Cci { period: usize },
-    Mom { period: usize },
-    Roc { period: usize },
+    Dmi {
+        period: usize,
+    },
+    Stoch {
+        fastk: usize,
+        slowk: usize,
+        slowd: usize,
+    },
+    Willr {
+        period: usize,
+    },
+    Aroon {
+        period: usize,
+    },
+    Cci {
+        period: usize,
+    },
+    Mom {
+        period: usize,
+    },
+    Roc {
+        period: usize,
+    },
     Obv,
     Ad,
-    Adosc { fast: usize, slow: usize },
-    Mfi { period: usize },
-    Ultosc { period1: usize, period2: usize, period3: usize },
-    LogReturn { lag: usize },
-    RealizedVol { period: usize },
+    Adosc {
+        fast: usize,
+        slow: usize,
+    },
+    Mfi {
+        period: usize,
+    },
+    Ultosc {
+        period1: usize,
+        period2: usize,
+        period3: usize,
+    },
+    LogReturn {
+        lag: usize,
+    },
+    RealizedVol {
+        period: usize,
+    },
+    Kama {
+        period: usize,
+    },
+    Adxr {
+        period: usize,
+    },
+    Midpoint {
+        period: usize,
+    },
+    Midprice {
+        period: usize,
+    },
+    /// Balance of power, median, typical and weighted-close price of each bar.
+    BarPrices,
+    Keltner {
+        period: usize,
+        mult: f64,
+    },
+    Donchian {
+        period: usize,
+    },
+    Vwap {
+        period: usize,
+    },
+    SessionVwap,
+    Zscore {
+        period: usize,
+    },
+    VolumeZ {
+        period: usize,
+    },
+    RangeVol {
+        period: usize,
+    },
+    ReturnMoments {
+        period: usize,
+    },
+    Calendar,
+    Ichimoku {
+        tenkan: usize,
+        kijun: usize,
+        senkou: usize,
+    },
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -172,6 +280,87 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         outputs: "realized_vol_P",
         talib: "",
     },
+    CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
+    CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
+    CatalogueEntry {
+        indicator: "midpoint",
+        family: "trend",
+        params: "period",
+        outputs: "midpoint_P",
+        talib: "MIDPOINT",
+    },
+    CatalogueEntry {
+        indicator: "midprice",
+        family: "trend",
+        params: "period",
+        outputs: "midprice_P",
+        talib: "MIDPRICE",
+    },
+    CatalogueEntry {
+        indicator: "bar_prices",
+        family: "price",
+        params: "",
+        outputs: "bop, medprice, typprice, wclprice",
+        talib: "BOP, MEDPRICE, TYPPRICE, WCLPRICE",
+    },
+    CatalogueEntry {
+        indicator: "keltner",
+        family: "volatility",
+        params: "period, mult",
+        outputs: "keltner_P_M_{upper,middle,lower}",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "donchian",
+        family: "volatility",
+        params: "period",
+        outputs: "donchian_P_{upper,middle,lower}",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "vwap",
+        family: "volume",
+        params: "period",
+        outputs: "vwap_P, vwap_P_dist (in σ)",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "session_vwap",
+        family: "volume",
+        params: "",
+        outputs: "session_vwap (UTC day)",
+        talib: "",
+    },
+    CatalogueEntry { indicator: "zscore", family: "returns", params: "period", outputs: "zscore_P", talib: "" },
+    CatalogueEntry { indicator: "volume_z", family: "volume", params: "period", outputs: "volume_z_P", talib: "" },
+    CatalogueEntry {
+        indicator: "range_vol",
+        family: "volatility",
+        params: "period",
+        outputs: "range_vol_P_{parkinson,garman_klass}",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "return_moments",
+        family: "returns",
+        params: "period",
+        outputs: "return_moments_P_{skew,kurtosis}",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "calendar",
+        family: "calendar",
+        params: "",
+        outputs: "calendar_{hour_sin,hour_cos,dow_sin,dow_cos}",
+        talib: "",
+    },
+    CatalogueEntry {
+        indicator: "ichimoku",
+        family: "trend",
+        params: "tenkan, kijun, senkou",
+        outputs: "ichimoku_T_K_S_{tenkan,kijun,senkou_a,senkou_b} (no chikou)",
+        talib: "",
+    },
 ];
 
 fn call(
@@ -198,6 +387,19 @@ impl Indicator {
             Indicator::Stoch { fastk, slowk, slowd } => vec![fastk, slowk, slowd],
             Indicator::Ultosc { period1, period2, period3 } => vec![period1, period2, period3],
             Indicator::LogReturn { lag } => vec![lag],
+            Indicator::Ichimoku { tenkan, kijun, senkou } => vec![tenkan, kijun, senkou],
+            Indicator::Keltner { period, .. }
+            | Indicator::Kama { period }
+            | Indicator::Adxr { period }
+            | Indicator::Midpoint { period }
+            | Indicator::Midprice { period }
+            | Indicator::Donchian { period }
+            | Indicator::Vwap { period }
+            | Indicator::Zscore { period }
+            | Indicator::VolumeZ { period }
+            | Indicator::RangeVol { period } => vec![period],
+            Indicator::ReturnMoments { period } => vec![period.max(3)],
+            Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar => vec![],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
             | Indicator::Ema { period }
@@ -262,6 +464,21 @@ impl Indicator {
             Indicator::Ultosc { period1, period2, period3 } => format!("ultosc_{period1}_{period2}_{period3}"),
             Indicator::LogReturn { lag } => format!("log_return_{lag}"),
             Indicator::RealizedVol { period } => format!("realized_vol_{period}"),
+            Indicator::Kama { period } => format!("kama_{period}"),
+            Indicator::Adxr { period } => format!("adxr_{period}"),
+            Indicator::Midpoint { period } => format!("midpoint_{period}"),
+            Indicator::Midprice { period } => format!("midprice_{period}"),
+            Indicator::BarPrices => "bar".into(),
+            Indicator::Keltner { period, mult } => format!("keltner_{period}_{mult}"),
+            Indicator::Donchian { period } => format!("donchian_{period}"),
+            Indicator::Vwap { period } => format!("vwap_{period}"),
+            Indicator::SessionVwap => "session_vwap".into(),
+            Indicator::Zscore { period } => format!("zscore_{period}"),
+            Indicator::VolumeZ { period } => format!("volume_z_{period}"),
+            Indicator::RangeVol { period } => format!("range_vol_{period}"),
+            Indicator::ReturnMoments { period } => format!("return_moments_{period}"),
+            Indicator::Calendar => "calendar".into(),
+            Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
     }
 
@@ -275,6 +492,13 @@ impl Indicator {
             Indicator::Dmi { .. } => with(&["plus_di", "minus_di", "adx"]),
             Indicator::Stoch { .. } => with(&["k", "d"]),
             Indicator::Aroon { .. } => with(&["down", "up", "osc"]),
+            Indicator::BarPrices => ["bop", "medprice", "typprice", "wclprice"].iter().map(|s| s.to_string()).collect(),
+            Indicator::Keltner { .. } | Indicator::Donchian { .. } => with(&["upper", "middle", "lower"]),
+            Indicator::Vwap { .. } => vec![p.clone(), format!("{p}_dist")],
+            Indicator::RangeVol { .. } => with(&["parkinson", "garman_klass"]),
+            Indicator::ReturnMoments { .. } => with(&["skew", "kurtosis"]),
+            Indicator::Calendar => with(&["hour_sin", "hour_cos", "dow_sin", "dow_cos"]),
+            Indicator::Ichimoku { .. } => with(&["tenkan", "kijun", "senkou_a", "senkou_b"]),
             _ => vec![p],
         }
     }
@@ -357,7 +581,19 @@ impl Indicator {
                 &[("timeperiod1", per(period1)), ("timeperiod2", per(period2)), ("timeperiod3", per(period3))],
                 0,
             )],
-            Indicator::LogReturn { .. } | Indicator::RealizedVol { .. } => vec![None],
+            Indicator::Kama { period } => vec![call("KAMA", C, &[("timeperiod", per(period))], 0)],
+            Indicator::Adxr { period } => vec![call("ADXR", HLC, &[("timeperiod", per(period))], 0)],
+            Indicator::Midpoint { period } => vec![call("MIDPOINT", C, &[("timeperiod", per(period))], 0)],
+            Indicator::Midprice { period } => {
+                vec![call("MIDPRICE", &["high", "low"], &[("timeperiod", per(period))], 0)]
+            }
+            Indicator::BarPrices => vec![
+                call("BOP", &["open", "high", "low", "close"], &[], 0),
+                call("MEDPRICE", &["high", "low"], &[], 0),
+                call("TYPPRICE", HLC, &[], 0),
+                call("WCLPRICE", HLC, &[], 0),
+            ],
+            _ => self.outputs().iter().map(|_| None).collect(),
         }
     }
 
@@ -422,6 +658,37 @@ impl Indicator {
             Indicator::RealizedVol { period } => {
                 Box::new(RealizedVol { n: period, prev: f64::NAN, returns: VecDeque::new() })
             }
+            Indicator::Kama { period } => {
+                Box::new(Kama { n: period, window: VecDeque::new(), sum_roc: 0.0, kama: 0.0 })
+            }
+            Indicator::Adxr { period } => Box::new(Adxr { dmi: Dmi::new(period), adx: VecDeque::new(), n: period }),
+            Indicator::Midpoint { period } => Box::new(Mid { range: MinMax::new(period), use_close: true }),
+            Indicator::Midprice { period } => Box::new(Mid { range: MinMax::new(period), use_close: false }),
+            Indicator::BarPrices => Box::new(BarPrices),
+            Indicator::Keltner { period, mult } => {
+                Box::new(Keltner { ema: Ema::new(period), atr: Atr::new(period, 1), mult })
+            }
+            Indicator::Donchian { period } => Box::new(Donchian { range: MinMax::new(period) }),
+            Indicator::Vwap { period } => Box::new(RollingVwap { n: period, window: VecDeque::new() }),
+            Indicator::SessionVwap => Box::new(SessionVwap { day: i64::MIN, pv: 0.0, v: 0.0 }),
+            Indicator::Zscore { period } => {
+                Box::new(ZScore { n: period, input: ZInput::Close, window: VecDeque::new() })
+            }
+            Indicator::VolumeZ { period } => {
+                Box::new(ZScore { n: period, input: ZInput::Volume, window: VecDeque::new() })
+            }
+            Indicator::RangeVol { period } => Box::new(RangeVol { n: period, window: VecDeque::new() }),
+            Indicator::ReturnMoments { period } => {
+                Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: VecDeque::new() })
+            }
+            Indicator::Calendar => Box::new(Calendar),
+            Indicator::Ichimoku { tenkan, kijun, senkou } => Box::new(Ichimoku {
+                tenkan: MinMax::new(tenkan),
+                kijun: MinMax::new(kijun),
+                senkou: MinMax::new(senkou),
+                shift: kijun,
+                pending: VecDeque::new(),
+            }),
         }
     }
 }
@@ -491,6 +758,13 @@ impl FeatureSet {
             f.push(LogReturn { lag });
         }
         f.extend([RealizedVol { period: 20 }, RealizedVol { period: 60 }]);
+        f.extend([Kama { period: 10 }, Kama { period: 30 }, Adxr { period: 14 }, Midpoint { period: 14 }]);
+        f.extend([Midprice { period: 14 }, BarPrices, Atr { period: 7 }, Atr { period: 21 }]);
+        f.extend([Cci { period: 14 }, Willr { period: 28 }, Mom { period: 1 }, Mom { period: 5 }]);
+        f.extend([Keltner { period: 20, mult: 2.0 }, Donchian { period: 20 }, Vwap { period: 20 }, SessionVwap]);
+        f.extend([Zscore { period: 20 }, Zscore { period: 60 }, VolumeZ { period: 20 }, VolumeZ { period: 60 }]);
+        f.extend([RangeVol { period: 20 }, ReturnMoments { period: 60 }, Calendar]);
+        f.push(Ichimoku { tenkan: 9, kijun: 26, senkou: 52 });
         FeatureSet { name: "standard".into(), features: f }
     }
 }
