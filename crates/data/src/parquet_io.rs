@@ -270,22 +270,37 @@ pub fn read_parquet_text(path: &Path) -> Result<TextColumns> {
     Ok((names, columns))
 }
 
-/// Writes a millisecond time column and named float columns (tick series).
+/// Writes a millisecond time column and named float columns (tick series, feature frames), in
+/// row groups of 128k rows so the encoder's buffers stay small for wide frames.
 pub fn write_columns(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {
+    const GROUP: usize = 1 << 17;
     let mut fields = vec![Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false)];
     fields.extend(columns.iter().map(|(n, _)| Field::new(n, DataType::Float64, true)));
     let schema = Arc::new(Schema::new(fields));
+    let rows = ts.len();
     let mut arrays: Vec<ArrayRef> =
         vec![Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(ts), None).with_timezone("UTC"))];
     arrays
         .extend(columns.into_iter().map(|(_, v)| Arc::new(Float64Array::new(ScalarBuffer::from(v), None)) as ArrayRef));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| parquet_err(path, e))?;
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(GROUP))
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_err(path, e))?;
-    writer.write(&batch).map_err(|e| parquet_err(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_err(path, e))?;
+    let mut start = 0;
+    loop {
+        let len = GROUP.min(rows - start);
+        let sliced: Vec<ArrayRef> = arrays.iter().map(|a| a.slice(start, len)).collect();
+        let batch = RecordBatch::try_new(schema.clone(), sliced).map_err(|e| parquet_err(path, e))?;
+        writer.write(&batch).map_err(|e| parquet_err(path, e))?;
+        writer.flush().map_err(|e| parquet_err(path, e))?;
+        start += len;
+        if start >= rows {
+            break;
+        }
+    }
     let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
     file.sync_all().map_err(|e| DataError::io(path, e))
 }

@@ -809,22 +809,34 @@ pub struct FeatureFrame {
     pub columns: Vec<Vec<f64>>,
 }
 
-/// Batch computation: the streaming state run over the series (the one code path).
+/// Batch computation: each indicator's streaming kernel run over the whole series (the one code
+/// path). Kernel by kernel rather than bar by bar, so each kernel's state stays hot in cache; the
+/// values are the same bits either way (tested against `FeatureState`).
 pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
     let names = set.columns();
-    let mut columns: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(bars.len())).collect();
-    let mut state = FeatureState::new(set);
-    for i in 0..bars.len() {
-        let bar = Bar {
-            ts: bars.ts[i],
-            open: bars.open[i],
-            high: bars.high[i],
-            low: bars.low[i],
-            close: bars.close[i],
-            volume: bars.volume[i],
-        };
-        for (col, &v) in columns.iter_mut().zip(state.update(&bar)) {
-            col.push(v);
+    let n = bars.len();
+    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(names.len());
+    let mut out = Vec::new();
+    for feature in &set.features {
+        let mut kernel = feature.kernel();
+        let w = kernel.width();
+        let first = columns.len();
+        columns.extend((0..w).map(|_| Vec::with_capacity(n)));
+        out.clear();
+        out.resize(w, f64::NAN);
+        for i in 0..n {
+            let bar = Bar {
+                ts: bars.ts[i],
+                open: bars.open[i],
+                high: bars.high[i],
+                low: bars.low[i],
+                close: bars.close[i],
+                volume: bars.volume[i],
+            };
+            kernel.update(&bar, &mut out);
+            for (k, &v) in out.iter().enumerate() {
+                columns[first + k].push(v);
+            }
         }
     }
     FeatureFrame { ts: bars.ts.clone(), names, columns }

@@ -1,0 +1,110 @@
+//! Feature-engine benchmark driver (see bench/features.sh).
+//!   bench_features spec OUT.json          — the TA-Lib calls of the standard set, for the Python side
+//!   bench_features run DIR                — time compute on DIR/{open,high,low,close,volume}.f64
+use std::path::Path;
+use std::time::Instant;
+
+use quantpipe_core::Bars;
+use quantpipe_features::kernels::Bar;
+use quantpipe_features::{compute, FeatureSet, FeatureState};
+
+fn read(dir: &Path, name: &str) -> Vec<f64> {
+    std::fs::read(dir.join(format!("{name}.f64")))
+        .expect("input array")
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn talib_subset() -> FeatureSet {
+    let full = FeatureSet::standard();
+    let features = full.features.into_iter().filter(|f| f.talib().iter().all(Option::is_some)).collect();
+    FeatureSet { name: "standard-talib-covered".into(), features }
+}
+
+fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("spec") => {
+            let mut spec = Vec::new();
+            for f in &talib_subset().features {
+                for (name, call) in f.outputs().into_iter().zip(f.talib()) {
+                    let call = call.expect("subset is TA-Lib-covered");
+                    spec.push(serde_json::json!({"name": name, "function": call.function,
+                        "inputs": call.inputs, "kwargs": call.kwargs, "output": call.output}));
+                }
+            }
+            std::fs::write(&args[2], serde_json::to_vec(&spec).unwrap()).unwrap();
+        }
+        Some("run") => {
+            let dir = Path::new(&args[2]);
+            let close = read(dir, "close");
+            let n = close.len();
+            let bars = Bars {
+                ts: (0..n as i64).map(|i| 1_675_209_600_000 + i * 60_000).collect(),
+                open: read(dir, "open"),
+                high: read(dir, "high"),
+                low: read(dir, "low"),
+                close,
+                volume: read(dir, "volume"),
+                extras: Vec::new(),
+            };
+            let subset = talib_subset();
+            let standard = FeatureSet::standard();
+            let t_subset = best_of(3, || {
+                std::hint::black_box(compute(&subset, &bars));
+            });
+            let t_full = best_of(3, || {
+                std::hint::black_box(compute(&standard, &bars));
+            });
+            // Streaming: warm the state on all but the last 100k bars, then time each update.
+            let mut state = FeatureState::new(&standard);
+            let split = n.saturating_sub(100_000);
+            let bar = |i: usize| Bar {
+                ts: bars.ts[i],
+                open: bars.open[i],
+                high: bars.high[i],
+                low: bars.low[i],
+                close: bars.close[i],
+                volume: bars.volume[i],
+            };
+            for i in 0..split {
+                state.update(&bar(i));
+            }
+            let mut lat: Vec<f64> = (split..n)
+                .map(|i| {
+                    let b = bar(i);
+                    let t = Instant::now();
+                    std::hint::black_box(state.update(&b));
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            lat.sort_by(f64::total_cmp);
+            let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bars": n,
+                    "talib_covered_columns": subset.columns().len(),
+                    "quantpipe_talib_covered_s": t_subset,
+                    "standard_columns": standard.columns().len(),
+                    "quantpipe_standard_s": t_full,
+                    "stream_update_us_mean": lat.iter().sum::<f64>() / lat.len() as f64,
+                    "stream_update_us_p50": pct(0.5),
+                    "stream_update_us_p99": pct(0.99),
+                })
+            );
+        }
+        _ => eprintln!("usage: bench_features spec OUT.json | run DIR"),
+    }
+}
