@@ -23,14 +23,17 @@ pub trait Kernel: Send {
     fn update(&mut self, bar: &Bar, out: &mut [f64]);
 }
 
+/// TA-Lib 0.6's `TA_EPSILON` (the C library inside Python ta-lib 0.8.2, the oracle).
+const TA_EPSILON: f64 = 1e-14;
+
 /// TA-Lib's `TA_IS_ZERO`.
 fn is_zero(v: f64) -> bool {
-    -0.000_000_01 < v && v < 0.000_000_01
+    -TA_EPSILON < v && v < TA_EPSILON
 }
 
 /// TA-Lib's `TA_IS_ZERO_OR_NEG`.
 fn is_zero_or_neg(v: f64) -> bool {
-    v < 0.000_000_01
+    v < TA_EPSILON
 }
 
 /// Simple moving average with TA-Lib's running total (add the new value, divide, drop the oldest).
@@ -825,14 +828,17 @@ impl Kernel for Adosc {
     }
 }
 
-/// Money flow index over `n` bars: 100 · positive flow / total flow (0 when the total is below 1,
-/// as TA-Lib does).
+/// Money flow index over `n` bars: 100 · positive flow / total flow, with TA-Lib 0.6's rules: a
+/// typical-price change within a relative dead zone (1e-14 of the two prices' magnitude) carries no
+/// flow; after `n` bars in a row without flow the sums are reset to exactly zero (dropping rounding
+/// residue); an empty window gives 0; the ratio is clamped into [0, 100].
 pub struct Mfi {
     pub n: usize,
     pub prev_tp: f64,
     pub flows: VecDeque<(f64, f64)>,
     pub pos: f64,
     pub neg: f64,
+    pub null_run: usize,
 }
 impl Kernel for Mfi {
     fn width(&self) -> usize {
@@ -845,28 +851,30 @@ impl Kernel for Mfi {
             self.prev_tp = tp;
             return;
         }
-        let diff = tp - self.prev_tp;
-        let flow = tp * bar.volume;
-        let (p, m) = if diff > 0.0 {
-            (flow, 0.0)
-        } else if diff < 0.0 {
-            (0.0, flow)
-        } else {
-            (0.0, 0.0)
-        };
-        self.prev_tp = tp;
         if self.flows.len() == self.n {
             if let Some((op, om)) = self.flows.pop_front() {
                 self.pos -= op;
                 self.neg -= om;
             }
         }
+        let diff = tp - self.prev_tp;
+        let scale = tp.abs() + self.prev_tp.abs();
+        self.prev_tp = tp;
+        let flow = if diff.abs() <= TA_EPSILON * scale { 0.0 } else { tp * bar.volume };
+        let (p, m) = if diff < 0.0 { (0.0, flow) } else { (flow, 0.0) };
+        self.flows.push_back((p, m));
         self.pos += p;
         self.neg += m;
-        self.flows.push_back((p, m));
+        self.null_run = if flow == 0.0 { self.null_run + 1 } else { 0 };
+        if self.null_run >= self.n {
+            self.null_run = self.n;
+            self.pos = 0.0;
+            self.neg = 0.0;
+        }
         if self.flows.len() == self.n {
             let total = self.pos + self.neg;
-            out[0] = if total < 1.0 { 0.0 } else { 100.0 * (self.pos / total) };
+            let pos = self.pos.clamp(0.0, total.max(0.0));
+            out[0] = if total <= 0.0 { 0.0 } else { 100.0 * (pos / total) };
         }
     }
 }

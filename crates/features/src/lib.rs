@@ -258,13 +258,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry { indicator: "obv", family: "volume", params: "", outputs: "obv", talib: "OBV" },
     CatalogueEntry { indicator: "ad", family: "volume", params: "", outputs: "ad", talib: "AD" },
     CatalogueEntry { indicator: "adosc", family: "volume", params: "fast, slow", outputs: "adosc_F_S", talib: "ADOSC" },
-    CatalogueEntry {
-        indicator: "mfi",
-        family: "volume",
-        params: "period",
-        outputs: "mfi_P",
-        talib: "(MFI: differs, see docs)",
-    },
+    CatalogueEntry { indicator: "mfi", family: "volume", params: "period", outputs: "mfi_P", talib: "MFI" },
     CatalogueEntry {
         indicator: "ultosc",
         family: "momentum",
@@ -571,10 +565,9 @@ impl Indicator {
                 &[("fastperiod", per(fast)), ("slowperiod", per(slow))],
                 0,
             )],
-            // Textbook MFI. TA-Lib 0.6.4 (Python ta-lib 0.8.2) departs from it on FILUSDT from bar 75 on,
-            // where the typical price changes by a rounding residue (8.9e-16); not yet explained, so
-            // MFI is not claimed equal to TA-Lib.
-            Indicator::Mfi { .. } => vec![None],
+            Indicator::Mfi { period } => {
+                vec![call("MFI", &["high", "low", "close", "volume"], &[("timeperiod", per(period))], 0)]
+            }
             Indicator::Ultosc { period1, period2, period3 } => vec![call(
                 "ULTOSC",
                 HLC,
@@ -647,7 +640,7 @@ impl Indicator {
                 lookback: fast.max(slow) - 1,
             }),
             Indicator::Mfi { period } => {
-                Box::new(Mfi { n: period, prev_tp: f64::NAN, flows: VecDeque::new(), pos: 0.0, neg: 0.0 })
+                Box::new(Mfi { n: period, prev_tp: f64::NAN, flows: VecDeque::new(), pos: 0.0, neg: 0.0, null_run: 0 })
             }
             Indicator::Ultosc { period1, period2, period3 } => {
                 let mut periods = [period1, period2, period3];
