@@ -2,6 +2,7 @@
 //! built from them. Batch computation is the streaming state run over a series — one code path for
 //! training and for live serving.
 
+pub mod candles;
 pub mod kernels;
 
 use std::collections::VecDeque;
@@ -161,6 +162,8 @@ pub enum Indicator {
         kijun: usize,
         senkou: usize,
     },
+    /// TA-Lib's candlestick patterns: one column per pattern (±100, ±80, 0).
+    Candles,
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -273,6 +276,13 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         params: "period",
         outputs: "realized_vol_P",
         talib: "",
+    },
+    CatalogueEntry {
+        indicator: "candles",
+        family: "candlestick",
+        params: "",
+        outputs: "cdl_{doji,hammer,engulfing,harami}",
+        talib: "CDLDOJI, CDLHAMMER, CDLENGULFING, CDLHARAMI",
     },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
@@ -393,7 +403,7 @@ impl Indicator {
             | Indicator::VolumeZ { period }
             | Indicator::RangeVol { period } => vec![period],
             Indicator::ReturnMoments { period } => vec![period.max(3)],
-            Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar => vec![],
+            Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar | Indicator::Candles => vec![],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
             | Indicator::Ema { period }
@@ -472,6 +482,7 @@ impl Indicator {
             Indicator::RangeVol { period } => format!("range_vol_{period}"),
             Indicator::ReturnMoments { period } => format!("return_moments_{period}"),
             Indicator::Calendar => "calendar".into(),
+            Indicator::Candles => "cdl".into(),
             Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
     }
@@ -492,6 +503,7 @@ impl Indicator {
             Indicator::RangeVol { .. } => with(&["parkinson", "garman_klass"]),
             Indicator::ReturnMoments { .. } => with(&["skew", "kurtosis"]),
             Indicator::Calendar => with(&["hour_sin", "hour_cos", "dow_sin", "dow_cos"]),
+            Indicator::Candles => candles::Pattern::ALL.iter().map(|p| p.name().to_string()).collect(),
             Indicator::Ichimoku { .. } => with(&["tenkan", "kijun", "senkou_a", "senkou_b"]),
             _ => vec![p],
         }
@@ -586,6 +598,10 @@ impl Indicator {
                 call("TYPPRICE", HLC, &[], 0),
                 call("WCLPRICE", HLC, &[], 0),
             ],
+            Indicator::Candles => candles::Pattern::ALL
+                .iter()
+                .map(|p| call(p.talib(), &["open", "high", "low", "close"], &[], 0))
+                .collect(),
             _ => self.outputs().iter().map(|_| None).collect(),
         }
     }
@@ -675,6 +691,9 @@ impl Indicator {
                 Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: VecDeque::new() })
             }
             Indicator::Calendar => Box::new(Calendar),
+            Indicator::Candles => {
+                Box::new(CandleSet { kernels: candles::Pattern::ALL.iter().map(|p| p.kernel()).collect() })
+            }
             Indicator::Ichimoku { tenkan, kijun, senkou } => Box::new(Ichimoku {
                 tenkan: MinMax::new(tenkan),
                 kijun: MinMax::new(kijun),
@@ -682,6 +701,22 @@ impl Indicator {
                 shift: kijun,
                 pending: VecDeque::new(),
             }),
+        }
+    }
+}
+
+/// All candlestick patterns as one multi-output kernel.
+struct CandleSet {
+    kernels: Vec<candles::PatternKernel>,
+}
+
+impl Kernel for CandleSet {
+    fn width(&self) -> usize {
+        self.kernels.len()
+    }
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        for (k, slot) in self.kernels.iter_mut().zip(out.chunks_mut(1)) {
+            k.update(bar, slot);
         }
     }
 }
@@ -758,6 +793,7 @@ impl FeatureSet {
         f.extend([Zscore { period: 20 }, Zscore { period: 60 }, VolumeZ { period: 20 }, VolumeZ { period: 60 }]);
         f.extend([RangeVol { period: 20 }, ReturnMoments { period: 60 }, Calendar]);
         f.push(Ichimoku { tenkan: 9, kijun: 26, senkou: 52 });
+        f.push(Candles);
         FeatureSet { name: "standard".into(), features: f }
     }
 }

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import talib
+import talib.abstract
 
 INTEGER_KWARGS = {"timeperiod", "timeperiod1", "timeperiod2", "timeperiod3", "fastperiod", "slowperiod",
                   "signalperiod", "fastk_period", "slowk_period", "slowd_period", "matype", "slowk_matype",
@@ -23,4 +24,10 @@ for entry in json.load(open(spec_path)):
     result = fn(*[inputs[i] for i in entry["inputs"]], **kwargs)
     if isinstance(result, tuple):
         result = result[entry["output"]]
-    np.asarray(result, dtype="<f8").tofile(os.path.join(out_dir, entry["name"] + ".f64"))
+    result = np.asarray(result, dtype="<f8")
+    if entry["function"].startswith("CDL"):
+        # Pattern outputs are integers, 0 during warm-up: mark the warm-up as NaN like other outputs.
+        fn_abstract = talib.abstract.Function(entry["function"])
+        fn_abstract.set_parameters(kwargs)
+        result[: fn_abstract.lookback] = np.nan
+    result.tofile(os.path.join(out_dir, entry["name"] + ".f64"))
