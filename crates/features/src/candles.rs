@@ -154,10 +154,29 @@ pub enum Pattern {
     Hammer,
     Engulfing,
     Harami,
+    HangingMan,
+    ShootingStar,
+    InvertedHammer,
+    DragonflyDoji,
+    GravestoneDoji,
+    Marubozu,
+    SpinningTop,
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 4] = [Pattern::Doji, Pattern::Hammer, Pattern::Engulfing, Pattern::Harami];
+    pub const ALL: [Pattern; 11] = [
+        Pattern::Doji,
+        Pattern::Hammer,
+        Pattern::Engulfing,
+        Pattern::Harami,
+        Pattern::HangingMan,
+        Pattern::ShootingStar,
+        Pattern::InvertedHammer,
+        Pattern::DragonflyDoji,
+        Pattern::GravestoneDoji,
+        Pattern::Marubozu,
+        Pattern::SpinningTop,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -165,6 +184,13 @@ impl Pattern {
             Pattern::Hammer => "cdl_hammer",
             Pattern::Engulfing => "cdl_engulfing",
             Pattern::Harami => "cdl_harami",
+            Pattern::HangingMan => "cdl_hanging_man",
+            Pattern::ShootingStar => "cdl_shooting_star",
+            Pattern::InvertedHammer => "cdl_inverted_hammer",
+            Pattern::DragonflyDoji => "cdl_dragonfly_doji",
+            Pattern::GravestoneDoji => "cdl_gravestone_doji",
+            Pattern::Marubozu => "cdl_marubozu",
+            Pattern::SpinningTop => "cdl_spinning_top",
         }
     }
 
@@ -174,6 +200,13 @@ impl Pattern {
             Pattern::Hammer => "CDLHAMMER",
             Pattern::Engulfing => "CDLENGULFING",
             Pattern::Harami => "CDLHARAMI",
+            Pattern::HangingMan => "CDLHANGINGMAN",
+            Pattern::ShootingStar => "CDLSHOOTINGSTAR",
+            Pattern::InvertedHammer => "CDLINVERTEDHAMMER",
+            Pattern::DragonflyDoji => "CDLDRAGONFLYDOJI",
+            Pattern::GravestoneDoji => "CDLGRAVESTONEDOJI",
+            Pattern::Marubozu => "CDLMARUBOZU",
+            Pattern::SpinningTop => "CDLSPINNINGTOP",
         }
     }
 
@@ -185,6 +218,17 @@ impl Pattern {
             }
             Pattern::Engulfing => CandleState::new(2, &[]),
             Pattern::Harami => CandleState::new(11, &[(BODY_LONG, 1), (BODY_SHORT, 0)]),
+            Pattern::HangingMan => {
+                CandleState::new(11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0), (NEAR, 1)])
+            }
+            Pattern::ShootingStar | Pattern::InvertedHammer => {
+                CandleState::new(11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0)])
+            }
+            Pattern::DragonflyDoji | Pattern::GravestoneDoji => {
+                CandleState::new(10, &[(BODY_DOJI, 0), (SHADOW_VERY_SHORT, 0)])
+            }
+            Pattern::Marubozu => CandleState::new(10, &[(BODY_LONG, 0), (SHADOW_VERY_SHORT, 0)]),
+            Pattern::SpinningTop => CandleState::new(10, &[(BODY_SHORT, 0)]),
         };
         PatternKernel { pattern: self, state }
     }
@@ -222,6 +266,58 @@ impl Pattern {
                 if bullish || bearish {
                     let strength = if c0.o != c1.c && c0.c != c1.o { 100.0 } else { 80.0 };
                     c0.color() as f64 * strength
+                } else {
+                    0.0
+                }
+            }
+            Pattern::HangingMan => {
+                let c1 = s.c(1);
+                let hit = c0.body() < s.avg(0)
+                    && c0.lower_shadow() > s.avg(1)
+                    && c0.upper_shadow() < s.avg(2)
+                    && c0.c.min(c0.o) >= c1.h - s.avg(3);
+                if hit {
+                    -100.0
+                } else {
+                    0.0
+                }
+            }
+            Pattern::ShootingStar | Pattern::InvertedHammer => {
+                let c1 = s.c(1);
+                let gap = if self == Pattern::ShootingStar {
+                    c0.o.min(c0.c) > c1.o.max(c1.c)
+                } else {
+                    c0.o.max(c0.c) < c1.o.min(c1.c)
+                };
+                let hit = gap && c0.body() < s.avg(0) && c0.upper_shadow() > s.avg(1) && c0.lower_shadow() < s.avg(2);
+                match (hit, self) {
+                    (false, _) => 0.0,
+                    (true, Pattern::ShootingStar) => -100.0,
+                    (true, _) => 100.0,
+                }
+            }
+            Pattern::DragonflyDoji | Pattern::GravestoneDoji => {
+                let (short, long) = if self == Pattern::DragonflyDoji {
+                    (c0.upper_shadow(), c0.lower_shadow())
+                } else {
+                    (c0.lower_shadow(), c0.upper_shadow())
+                };
+                if c0.body() <= s.avg(0) && short < s.avg(1) && long > s.avg(1) {
+                    100.0
+                } else {
+                    0.0
+                }
+            }
+            Pattern::Marubozu => {
+                if c0.body() > s.avg(0) && c0.upper_shadow() < s.avg(1) && c0.lower_shadow() < s.avg(1) {
+                    c0.color() as f64 * 100.0
+                } else {
+                    0.0
+                }
+            }
+            Pattern::SpinningTop => {
+                if c0.body() < s.avg(0) && c0.upper_shadow() > c0.body() && c0.lower_shadow() > c0.body() {
+                    c0.color() as f64 * 100.0
                 } else {
                     0.0
                 }
