@@ -161,10 +161,14 @@ pub enum Pattern {
     GravestoneDoji,
     Marubozu,
     SpinningTop,
+    /// Three-candle reversal; the third candle closes more than `penetration` (TA-Lib default 0.3)
+    /// of the first body into it.
+    MorningStar,
+    EveningStar,
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 11] = [
+    pub const ALL: [Pattern; 13] = [
         Pattern::Doji,
         Pattern::Hammer,
         Pattern::Engulfing,
@@ -176,6 +180,8 @@ impl Pattern {
         Pattern::GravestoneDoji,
         Pattern::Marubozu,
         Pattern::SpinningTop,
+        Pattern::MorningStar,
+        Pattern::EveningStar,
     ];
 
     pub fn name(self) -> &'static str {
@@ -191,6 +197,8 @@ impl Pattern {
             Pattern::GravestoneDoji => "cdl_gravestone_doji",
             Pattern::Marubozu => "cdl_marubozu",
             Pattern::SpinningTop => "cdl_spinning_top",
+            Pattern::MorningStar => "cdl_morning_star",
+            Pattern::EveningStar => "cdl_evening_star",
         }
     }
 
@@ -207,6 +215,8 @@ impl Pattern {
             Pattern::GravestoneDoji => "CDLGRAVESTONEDOJI",
             Pattern::Marubozu => "CDLMARUBOZU",
             Pattern::SpinningTop => "CDLSPINNINGTOP",
+            Pattern::MorningStar => "CDLMORNINGSTAR",
+            Pattern::EveningStar => "CDLEVENINGSTAR",
         }
     }
 
@@ -229,6 +239,9 @@ impl Pattern {
             }
             Pattern::Marubozu => CandleState::new(10, &[(BODY_LONG, 0), (SHADOW_VERY_SHORT, 0)]),
             Pattern::SpinningTop => CandleState::new(10, &[(BODY_SHORT, 0)]),
+            Pattern::MorningStar | Pattern::EveningStar => {
+                CandleState::new(12, &[(BODY_LONG, 2), (BODY_SHORT, 1), (BODY_SHORT, 0)])
+            }
         };
         PatternKernel { pattern: self, state }
     }
@@ -320,6 +333,28 @@ impl Pattern {
                     c0.color() as f64 * 100.0
                 } else {
                     0.0
+                }
+            }
+            Pattern::MorningStar | Pattern::EveningStar => {
+                let (c1, c2) = (s.c(1), s.c(2));
+                let penetration = 0.3;
+                let shape = c2.body() > s.avg(0) && c1.body() <= s.avg(1) && c0.body() > s.avg(2);
+                let morning = self == Pattern::MorningStar
+                    && c2.color() == -1
+                    && c0.color() == 1
+                    && c1.o.max(c1.c) < c2.o.min(c2.c)
+                    // TA-Lib's compiled library evaluates `close + body * penetration` as a fused
+                    // multiply-add; so must we, or ties on the boundary go the other way.
+                    && c0.c > c2.body().mul_add(penetration, c2.c);
+                let evening = self == Pattern::EveningStar
+                    && c2.color() == 1
+                    && c0.color() == -1
+                    && c1.o.min(c1.c) > c2.o.max(c2.c)
+                    && c0.c < (-c2.body()).mul_add(penetration, c2.c);
+                match (shape, morning, evening) {
+                    (true, true, _) => 100.0,
+                    (true, _, true) => -100.0,
+                    _ => 0.0,
                 }
             }
             Pattern::Harami => {

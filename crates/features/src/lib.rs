@@ -281,8 +281,8 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         indicator: "candles",
         family: "candlestick",
         params: "",
-        outputs: "cdl_{doji,hammer,engulfing,harami,hanging_man,shooting_star,inverted_hammer,dragonfly_doji,gravestone_doji,marubozu,spinning_top}",
-        talib: "CDLDOJI, CDLHAMMER, CDLENGULFING, CDLHARAMI, CDLHANGINGMAN, CDLSHOOTINGSTAR, CDLINVERTEDHAMMER, CDLDRAGONFLYDOJI, CDLGRAVESTONEDOJI, CDLMARUBOZU, CDLSPINNINGTOP",
+        outputs: "cdl_{doji,hammer,engulfing,harami,hanging_man,shooting_star,inverted_hammer,dragonfly_doji,gravestone_doji,marubozu,spinning_top,morning_star,evening_star}",
+        talib: "CDLDOJI, CDLHAMMER, CDLENGULFING, CDLHARAMI, CDLHANGINGMAN, CDLSHOOTINGSTAR, CDLINVERTEDHAMMER, CDLDRAGONFLYDOJI, CDLGRAVESTONEDOJI, CDLMARUBOZU, CDLSPINNINGTOP, CDLMORNINGSTAR, CDLEVENINGSTAR",
     },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
@@ -600,7 +600,11 @@ impl Indicator {
             ],
             Indicator::Candles => candles::Pattern::ALL
                 .iter()
-                .map(|p| call(p.talib(), &["open", "high", "low", "close"], &[], 0))
+                .map(|p| {
+                    let stars = matches!(p, candles::Pattern::MorningStar | candles::Pattern::EveningStar);
+                    let kwargs: &[(&str, f64)] = if stars { &[("penetration", 0.3)] } else { &[] };
+                    call(p.talib(), &["open", "high", "low", "close"], kwargs, 0)
+                })
                 .collect(),
             _ => self.outputs().iter().map(|_| None).collect(),
         }
