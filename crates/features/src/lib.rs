@@ -164,6 +164,12 @@ pub enum Indicator {
     },
     /// TA-Lib's candlestick patterns: one column per pattern (±100, ±80, 0).
     Candles,
+    /// Any features of a higher timeframe (e.g. `timeframe = "1h"`), joined as-of on each bar
+    /// from the last higher-timeframe bar that had closed.
+    Htf {
+        timeframe: String,
+        feature: Vec<Indicator>,
+    },
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -284,6 +290,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         outputs: "cdl_{doji,hammer,engulfing,harami,hanging_man,shooting_star,inverted_hammer,dragonfly_doji,gravestone_doji,marubozu,spinning_top,morning_star,evening_star}",
         talib: "CDLDOJI, CDLHAMMER, CDLENGULFING, CDLHARAMI, CDLHANGINGMAN, CDLSHOOTINGSTAR, CDLINVERTEDHAMMER, CDLDRAGONFLYDOJI, CDLGRAVESTONEDOJI, CDLMARUBOZU, CDLSPINNINGTOP, CDLMORNINGSTAR, CDLEVENINGSTAR",
     },
+    CatalogueEntry { indicator: "htf", family: "multi-timeframe", params: "timeframe, feature = [...]", outputs: "htf_TF_<inner outputs> (last closed higher-timeframe bar)", talib: "" },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
     CatalogueEntry {
@@ -404,6 +411,7 @@ impl Indicator {
             | Indicator::RangeVol { period } => vec![period],
             Indicator::ReturnMoments { period } => vec![period.max(3)],
             Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar | Indicator::Candles => vec![],
+            Indicator::Htf { .. } => vec![],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
             | Indicator::Ema { period }
@@ -426,6 +434,23 @@ impl Indicator {
             | Indicator::Mfi { period }
             | Indicator::RealizedVol { period } => vec![period],
         };
+        if let Indicator::Htf { timeframe, feature } = self {
+            let tf = quantpipe_core::Timeframe::parse(timeframe)
+                .map_err(|e| FeatureError::InvalidParams { indicator: "htf".into(), message: e.to_string() })?;
+            if tf.millis() > 7 * 86_400_000 {
+                return bad(format!("timeframe {timeframe} is longer than a week"));
+            }
+            if feature.is_empty() {
+                return bad("no features: add [[feature.feature]] tables".into());
+            }
+            for f in feature {
+                if matches!(f, Indicator::Htf { .. }) {
+                    return bad("a higher-timeframe feature cannot nest another".into());
+                }
+                f.validate()?;
+            }
+            return Ok(());
+        }
         let min = match self {
             Indicator::Dmi { .. } | Indicator::RealizedVol { .. } | Indicator::Rsi { .. } | Indicator::Cmo { .. } => 2,
             _ => 1,
@@ -483,6 +508,7 @@ impl Indicator {
             Indicator::ReturnMoments { period } => format!("return_moments_{period}"),
             Indicator::Calendar => "calendar".into(),
             Indicator::Candles => "cdl".into(),
+            Indicator::Htf { ref timeframe, .. } => format!("htf_{timeframe}"),
             Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
     }
@@ -504,6 +530,9 @@ impl Indicator {
             Indicator::ReturnMoments { .. } => with(&["skew", "kurtosis"]),
             Indicator::Calendar => with(&["hour_sin", "hour_cos", "dow_sin", "dow_cos"]),
             Indicator::Candles => candles::Pattern::ALL.iter().map(|p| p.name().to_string()).collect(),
+            Indicator::Htf { feature, .. } => {
+                feature.iter().flat_map(|f| f.outputs()).map(|name| format!("{p}_{name}")).collect()
+            }
             Indicator::Ichimoku { .. } => with(&["tenkan", "kijun", "senkou_a", "senkou_b"]),
             _ => vec![p],
         }
@@ -695,6 +724,20 @@ impl Indicator {
                 Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: VecDeque::new() })
             }
             Indicator::Calendar => Box::new(Calendar),
+            Indicator::Htf { ref timeframe, ref feature } => {
+                let step_ms = quantpipe_core::Timeframe::parse(timeframe).map(|t| t.millis()).unwrap_or(3_600_000);
+                let inner: Vec<Box<dyn Kernel>> = feature.iter().map(|f| f.kernel()).collect();
+                let width = inner.iter().map(|k| k.width()).sum();
+                Box::new(HigherTimeframe {
+                    step_ms,
+                    inner,
+                    width,
+                    bucket: None,
+                    base_step: None,
+                    last_ts: None,
+                    values: vec![f64::NAN; width],
+                })
+            }
             Indicator::Candles => {
                 Box::new(CandleSet { kernels: candles::Pattern::ALL.iter().map(|p| p.kernel()).collect() })
             }
@@ -798,6 +841,14 @@ impl FeatureSet {
         f.extend([RangeVol { period: 20 }, ReturnMoments { period: 60 }, Calendar]);
         f.push(Ichimoku { tenkan: 9, kijun: 26, senkou: 52 });
         f.push(Candles);
+        f.push(Htf {
+            timeframe: "1h".into(),
+            feature: vec![Rsi { period: 14 }, Atr { period: 14 }, Ema { period: 20 }, LogReturn { lag: 1 }],
+        });
+        f.push(Htf {
+            timeframe: "1d".into(),
+            feature: vec![Rsi { period: 14 }, Atr { period: 14 }, RealizedVol { period: 20 }],
+        });
         FeatureSet { name: "standard".into(), features: f }
     }
 }
