@@ -1351,6 +1351,104 @@ impl Kernel for Ichimoku {
     }
 }
 
+/// Pivot levels from the previous completed UTC session (day), as the close's relative distance
+/// from each level, (close − level) / close. Outputs: pivot, classic r1, s1, r2, s2, fibonacci r1,
+/// s1, r2, s2, camarilla r3, s3.
+pub struct Pivots {
+    pub day: i64,
+    pub current: Option<(f64, f64, f64)>,
+    pub previous: Option<(f64, f64, f64)>,
+}
+impl Kernel for Pivots {
+    fn width(&self) -> usize {
+        11
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let day = b.ts.div_euclid(86_400_000);
+        if day != self.day {
+            if self.current.is_some() {
+                self.previous = self.current.take();
+            }
+            self.day = day;
+        }
+        // The previous session's levels are fixed before this bar updates the current session.
+        match self.previous {
+            None => out.fill(f64::NAN),
+            Some((h, l, c)) => {
+                let p = (h + l + c) / 3.0;
+                let r = h - l;
+                let levels = [
+                    p,
+                    2.0 * p - l,
+                    2.0 * p - h,
+                    p + r,
+                    p - r,
+                    p + 0.382 * r,
+                    p - 0.382 * r,
+                    p + 0.618 * r,
+                    p - 0.618 * r,
+                    c + r * 1.1 / 4.0,
+                    c - r * 1.1 / 4.0,
+                ];
+                for (o, level) in out.iter_mut().zip(levels) {
+                    *o = if b.close != 0.0 { (b.close - level) / b.close } else { f64::NAN };
+                }
+            }
+        }
+        self.current = Some(match self.current {
+            None => (b.high, b.low, b.close),
+            Some((h, l, _)) => (h.max(b.high), l.min(b.low), b.close),
+        });
+    }
+}
+
+/// Swing highs and lows with `k` bars on each side, confirmed `k` bars after the swing (so known
+/// only then), and the close's distance to the nearest confirmed resistance above and support below.
+/// Outputs (relative to the close): last swing high, last swing low, nearest resistance, nearest
+/// support — (level − close) / close, NaN when there is none.
+pub struct Swings {
+    pub k: usize,
+    pub window: VecDeque<(f64, f64)>,
+    pub highs: VecDeque<f64>,
+    pub lows: VecDeque<f64>,
+}
+impl Kernel for Swings {
+    fn width(&self) -> usize {
+        4
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        self.window.push_back((b.high, b.low));
+        if self.window.len() > 2 * self.k + 1 {
+            self.window.pop_front();
+        }
+        if self.window.len() == 2 * self.k + 1 {
+            // The middle bar is a swing if it is strictly beyond every other bar of the window.
+            let (mh, ml) = self.window[self.k];
+            let others = self.window.iter().enumerate().filter(|(j, _)| *j != self.k);
+            if others.clone().all(|(_, w)| w.0 < mh) {
+                self.highs.push_back(mh);
+            }
+            if others.clone().all(|(_, w)| w.1 > ml) {
+                self.lows.push_back(ml);
+            }
+            const KEEP: usize = 20;
+            while self.highs.len() > KEEP {
+                self.highs.pop_front();
+            }
+            while self.lows.len() > KEEP {
+                self.lows.pop_front();
+            }
+        }
+        let c = b.close;
+        let rel = |level: Option<f64>| level.map_or(f64::NAN, |l| if c != 0.0 { (l - c) / c } else { f64::NAN });
+        out[0] = rel(self.highs.back().copied());
+        out[1] = rel(self.lows.back().copied());
+        let levels = self.highs.iter().chain(self.lows.iter());
+        out[2] = rel(levels.clone().copied().filter(|&l| l > c).min_by(f64::total_cmp));
+        out[3] = rel(levels.copied().filter(|&l| l < c).max_by(f64::total_cmp));
+    }
+}
+
 #[cfg(test)]
 mod textbook {
     //! Indicators TA-Lib lacks, checked on small series computed by hand.
@@ -1428,6 +1526,36 @@ mod textbook {
         assert!(out[2][2].is_nan() && out[2][3].is_nan());
         assert_eq!(out[3][2], 10.25);
         assert_eq!(out[3][3], 10.0);
+    }
+
+    #[test]
+    fn pivots_use_only_the_previous_session() {
+        let day = 86_400_000;
+        // Day 0: high 12, low 8, close 10 → P = 10, classic R1 = 12, S1 = 8, Camarilla R3 = 10 + 4·1.1/4.
+        let bars = [
+            bar(0, 9.0, 12.0, 9.0, 11.0, 1.0),
+            bar(3_600_000, 11.0, 11.0, 8.0, 10.0, 1.0),
+            bar(day, 10.0, 10.0, 10.0, 10.0, 1.0),
+        ];
+        let out = run(&mut Pivots { day: i64::MIN, current: None, previous: None }, &bars);
+        assert!(out[0][0].is_nan() && out[1][0].is_nan(), "no completed session yet");
+        let o = &out[2];
+        assert_eq!(o[0], 0.0); // close 10 on the pivot 10
+        assert_eq!((o[1], o[2]), ((10.0 - 12.0) / 10.0, (10.0 - 8.0) / 10.0));
+        assert!((o[9] - (10.0 - (10.0 + 4.0 * 1.1 / 4.0)) / 10.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn swings_are_known_k_bars_late() {
+        // Highs: 1 2 5 2 1 3 1; a swing high at index 2 (k = 2) is confirmed at index 4.
+        let highs = [1.0, 2.0, 5.0, 2.0, 1.0, 3.0, 1.0];
+        let bars: Vec<Bar> = highs.iter().enumerate().map(|(i, &h)| bar(i as i64, 1.0, h, 0.5, 2.0, 1.0)).collect();
+        let out =
+            run(&mut Swings { k: 2, window: VecDeque::new(), highs: VecDeque::new(), lows: VecDeque::new() }, &bars);
+        assert!(out[3][0].is_nan(), "not yet confirmed at bar 3");
+        assert_eq!(out[4][0], (5.0 - 2.0) / 2.0);
+        assert_eq!(out[4][2], (5.0 - 2.0) / 2.0, "nearest resistance above the close of 2");
+        assert!(out[4][3].is_nan(), "equal lows: no strict swing low, so no support");
     }
 
     #[test]

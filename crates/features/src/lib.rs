@@ -170,6 +170,12 @@ pub enum Indicator {
         timeframe: String,
         feature: Vec<Indicator>,
     },
+    /// Classic, Fibonacci and Camarilla pivots of the previous UTC session.
+    Pivots,
+    /// Swing highs/lows with `k` bars each side, confirmed k bars later; nearest support/resistance.
+    Swings {
+        k: usize,
+    },
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -291,6 +297,8 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         talib: "CDLDOJI, CDLHAMMER, CDLENGULFING, CDLHARAMI, CDLHANGINGMAN, CDLSHOOTINGSTAR, CDLINVERTEDHAMMER, CDLDRAGONFLYDOJI, CDLGRAVESTONEDOJI, CDLMARUBOZU, CDLSPINNINGTOP, CDLMORNINGSTAR, CDLEVENINGSTAR",
     },
     CatalogueEntry { indicator: "htf", family: "multi-timeframe", params: "timeframe, feature = [...]", outputs: "htf_TF_<inner outputs> (last closed higher-timeframe bar)", talib: "" },
+    CatalogueEntry { indicator: "pivots", family: "structure", params: "", outputs: "pivot_{p,classic_r1..s2,fib_r1..s2,camarilla_r3,s3} (close's distance, previous UTC day)", talib: "" },
+    CatalogueEntry { indicator: "swings", family: "structure", params: "k", outputs: "swing_K_{high,low,resistance,support} (confirmed k bars later)", talib: "" },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
     CatalogueEntry {
@@ -411,7 +419,8 @@ impl Indicator {
             | Indicator::RangeVol { period } => vec![period],
             Indicator::ReturnMoments { period } => vec![period.max(3)],
             Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar | Indicator::Candles => vec![],
-            Indicator::Htf { .. } => vec![],
+            Indicator::Htf { .. } | Indicator::Pivots => vec![],
+            Indicator::Swings { k } => vec![k],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
             | Indicator::Ema { period }
@@ -509,6 +518,8 @@ impl Indicator {
             Indicator::Calendar => "calendar".into(),
             Indicator::Candles => "cdl".into(),
             Indicator::Htf { ref timeframe, .. } => format!("htf_{timeframe}"),
+            Indicator::Pivots => "pivot".into(),
+            Indicator::Swings { k } => format!("swing_{k}"),
             Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
     }
@@ -530,6 +541,20 @@ impl Indicator {
             Indicator::ReturnMoments { .. } => with(&["skew", "kurtosis"]),
             Indicator::Calendar => with(&["hour_sin", "hour_cos", "dow_sin", "dow_cos"]),
             Indicator::Candles => candles::Pattern::ALL.iter().map(|p| p.name().to_string()).collect(),
+            Indicator::Pivots => with(&[
+                "p",
+                "classic_r1",
+                "classic_s1",
+                "classic_r2",
+                "classic_s2",
+                "fib_r1",
+                "fib_s1",
+                "fib_r2",
+                "fib_s2",
+                "camarilla_r3",
+                "camarilla_s3",
+            ]),
+            Indicator::Swings { .. } => with(&["high", "low", "resistance", "support"]),
             Indicator::Htf { feature, .. } => {
                 feature.iter().flat_map(|f| f.outputs()).map(|name| format!("{p}_{name}")).collect()
             }
@@ -738,6 +763,10 @@ impl Indicator {
                     values: vec![f64::NAN; width],
                 })
             }
+            Indicator::Pivots => Box::new(Pivots { day: i64::MIN, current: None, previous: None }),
+            Indicator::Swings { k } => {
+                Box::new(Swings { k, window: VecDeque::new(), highs: VecDeque::new(), lows: VecDeque::new() })
+            }
             Indicator::Candles => {
                 Box::new(CandleSet { kernels: candles::Pattern::ALL.iter().map(|p| p.kernel()).collect() })
             }
@@ -841,6 +870,7 @@ impl FeatureSet {
         f.extend([RangeVol { period: 20 }, ReturnMoments { period: 60 }, Calendar]);
         f.push(Ichimoku { tenkan: 9, kijun: 26, senkou: 52 });
         f.push(Candles);
+        f.extend([Pivots, Swings { k: 5 }]);
         f.push(Htf {
             timeframe: "1h".into(),
             feature: vec![Rsi { period: 14 }, Atr { period: 14 }, Ema { period: 20 }, LogReturn { lag: 1 }],
