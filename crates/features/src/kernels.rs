@@ -1449,6 +1449,68 @@ impl Kernel for Swings {
     }
 }
 
+/// Features of a higher timeframe on lower-timeframe bars, joined as-of: base bars are aggregated
+/// into UTC-aligned bars of `step_ms`; a higher-timeframe bar is fed to the inner kernels only once
+/// it has closed, so at base bar t the outputs are those of the last higher-timeframe bar that had
+/// closed by t's close. A bucket counts as closed when the base bar ending at its boundary arrives
+/// (the base bar length is learned from the spacing seen so far), or when a bar of a later bucket
+/// arrives (after a gap).
+pub struct HigherTimeframe {
+    pub step_ms: i64,
+    pub inner: Vec<Box<dyn Kernel>>,
+    pub width: usize,
+    pub bucket: Option<(i64, Bar)>,
+    pub base_step: Option<i64>,
+    pub last_ts: Option<i64>,
+    pub values: Vec<f64>,
+}
+
+impl HigherTimeframe {
+    fn close_bucket(&mut self) {
+        if let Some((start, bar)) = self.bucket.take() {
+            let htf_bar = Bar { ts: start, ..bar };
+            let mut at = 0;
+            for k in &mut self.inner {
+                let w = k.width();
+                k.update(&htf_bar, &mut self.values[at..at + w]);
+                at += w;
+            }
+        }
+    }
+}
+
+impl Kernel for HigherTimeframe {
+    fn width(&self) -> usize {
+        self.width
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        if let Some(prev) = self.last_ts {
+            let d = b.ts - prev;
+            if d > 0 {
+                self.base_step = Some(self.base_step.map_or(d, |s| s.min(d)));
+            }
+        }
+        self.last_ts = Some(b.ts);
+        let start = b.ts - b.ts.rem_euclid(self.step_ms);
+        if self.bucket.as_ref().is_some_and(|(s, _)| *s != start) {
+            self.close_bucket();
+        }
+        match &mut self.bucket {
+            Some((_, agg)) => {
+                agg.high = agg.high.max(b.high);
+                agg.low = agg.low.min(b.low);
+                agg.close = b.close;
+                agg.volume += b.volume;
+            }
+            None => self.bucket = Some((start, *b)),
+        }
+        if self.base_step.is_some_and(|s| b.ts + s >= start + self.step_ms) {
+            self.close_bucket();
+        }
+        out.copy_from_slice(&self.values);
+    }
+}
+
 #[cfg(test)]
 mod textbook {
     //! Indicators TA-Lib lacks, checked on small series computed by hand.
@@ -1574,67 +1636,5 @@ mod textbook {
         let c = run(&mut Calendar, &[bar(4 * 86_400_000 + 6 * 3_600_000, 1.0, 1.0, 1.0, 1.0, 1.0)]);
         assert!((c[0][0] - 1.0).abs() < 1e-12 && c[0][1].abs() < 1e-12);
         assert!(c[0][2].abs() < 1e-12 && (c[0][3] - 1.0).abs() < 1e-12);
-    }
-}
-
-/// Features of a higher timeframe on lower-timeframe bars, joined as-of: base bars are aggregated
-/// into UTC-aligned bars of `step_ms`; a higher-timeframe bar is fed to the inner kernels only once
-/// it has closed, so at base bar t the outputs are those of the last higher-timeframe bar that had
-/// closed by t's close. A bucket counts as closed when the base bar ending at its boundary arrives
-/// (the base bar length is learned from the spacing seen so far), or when a bar of a later bucket
-/// arrives (after a gap).
-pub struct HigherTimeframe {
-    pub step_ms: i64,
-    pub inner: Vec<Box<dyn Kernel>>,
-    pub width: usize,
-    pub bucket: Option<(i64, Bar)>,
-    pub base_step: Option<i64>,
-    pub last_ts: Option<i64>,
-    pub values: Vec<f64>,
-}
-
-impl HigherTimeframe {
-    fn close_bucket(&mut self) {
-        if let Some((start, bar)) = self.bucket.take() {
-            let htf_bar = Bar { ts: start, ..bar };
-            let mut at = 0;
-            for k in &mut self.inner {
-                let w = k.width();
-                k.update(&htf_bar, &mut self.values[at..at + w]);
-                at += w;
-            }
-        }
-    }
-}
-
-impl Kernel for HigherTimeframe {
-    fn width(&self) -> usize {
-        self.width
-    }
-    fn update(&mut self, b: &Bar, out: &mut [f64]) {
-        if let Some(prev) = self.last_ts {
-            let d = b.ts - prev;
-            if d > 0 {
-                self.base_step = Some(self.base_step.map_or(d, |s| s.min(d)));
-            }
-        }
-        self.last_ts = Some(b.ts);
-        let start = b.ts - b.ts.rem_euclid(self.step_ms);
-        if self.bucket.as_ref().is_some_and(|(s, _)| *s != start) {
-            self.close_bucket();
-        }
-        match &mut self.bucket {
-            Some((_, agg)) => {
-                agg.high = agg.high.max(b.high);
-                agg.low = agg.low.min(b.low);
-                agg.close = b.close;
-                agg.volume += b.volume;
-            }
-            None => self.bucket = Some((start, *b)),
-        }
-        if self.base_step.is_some_and(|s| b.ts + s >= start + self.step_ms) {
-            self.close_bucket();
-        }
-        out.copy_from_slice(&self.values);
     }
 }
