@@ -3,6 +3,7 @@
 //! training and for live serving.
 
 pub mod candles;
+pub mod cross;
 pub mod kernels;
 
 use std::collections::VecDeque;
