@@ -39,6 +39,26 @@ pub enum FeaturesCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Tick features per trade of a stored trade series: tick ratio, distance from VWAP and from
+    /// the order-book mid (when a book or quotes are stored for the symbol) in σ, buy share; and,
+    /// with --book-output, the depth ratio per book snapshot.
+    #[command(
+        after_help = "Example:\n  quantpipe ingest ../shared/data/orderbook_ticks/binance_btcusdt_trades.parquet --symbol BTCUSDT\n  quantpipe ingest ../shared/data/orderbook_ticks/binance_btcusdt_quotes.parquet\n  quantpipe features ticks BTCUSDT --window 100 -o btc_ticks.csv --book-output btc_depth.csv"
+    )]
+    Ticks {
+        symbol: String,
+        /// Trades (and quotes, for the mid's σ) in each rolling window.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Book levels in the depth ratio.
+        #[arg(long, default_value_t = 5)]
+        levels: usize,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the depth ratio per book snapshot here.
+        #[arg(long)]
+        book_output: Option<PathBuf>,
+    },
 }
 
 pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
@@ -60,6 +80,9 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
                     standard.hash()
                 );
             }
+        }
+        FeaturesCommand::Ticks { symbol, window, levels, output, book_output } => {
+            ticks(home, &symbol, window, levels, &output, book_output.as_deref())?;
         }
         FeaturesCommand::Compute { symbol, timeframe, input, set, output } => {
             let set = if set == "standard" {
@@ -125,6 +148,65 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_frame(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => quantpipe_data::parquet_io::write_columns(path, ts, columns)?,
+        Some("csv") => write_csv(path, &ts, &columns)?,
+        _ => bail!("{}: the output must end in .csv or .parquet", path.display()),
+    }
+    Ok(())
+}
+
+pub fn ticks(
+    home: &Path,
+    symbol: &str,
+    window: usize,
+    levels: usize,
+    output: &Path,
+    book_output: Option<&Path>,
+) -> Result<()> {
+    if window < 2 {
+        bail!("--window must be at least 2");
+    }
+    let symbol = Symbol::new(symbol)?;
+    let trades = quantpipe_data::ticks::load_trades(home, &symbol)?;
+    let frame = quantpipe_features::ticks::trade_features(&trades.ts, &trades.price, &trades.qty, &trades.side, window);
+    let mut columns: Vec<(String, Vec<f64>)> = frame.names.iter().cloned().zip(frame.columns).collect();
+    let book = quantpipe_data::ticks::load_book(home, &symbol).ok();
+    if let Some(b) = &book {
+        let d = b.depth;
+        let best = |v: &[f64]| (0..b.ts.len()).map(|i| v[i * d]).collect::<Vec<f64>>();
+        let mid = quantpipe_features::ticks::mid_distance(
+            &trades.ts,
+            &trades.price,
+            &b.ts,
+            &best(&b.bid_px),
+            &best(&b.ask_px),
+            window,
+        );
+        columns.push((format!("mid_dist_{window}"), mid));
+    }
+    let n = trades.ts.len();
+    write_frame(output, trades.ts, columns)?;
+    println!(
+        "{symbol}: {n} trades → tick features (window {window}){} → {}",
+        if book.is_some() { " incl. distance from the book's mid" } else { "" },
+        output.display()
+    );
+    if let Some(path) = book_output {
+        let b = book.ok_or_else(|| anyhow::anyhow!("no stored order book for {symbol}: --book-output needs one"))?;
+        let ratio = quantpipe_features::ticks::depth_ratio(&b.bid_sz, &b.ask_sz, b.depth, levels);
+        let rows = b.ts.len();
+        write_frame(path, b.ts, vec![(format!("depth_ratio_{}", levels.min(b.depth)), ratio)])?;
+        println!(
+            "{symbol}: {rows} book snapshots → depth ratio over {} levels → {}",
+            levels.min(b.depth),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn write_csv(path: &Path, ts: &[i64], columns: &[(String, Vec<f64>)]) -> Result<()> {

@@ -5,6 +5,7 @@
 pub mod candles;
 pub mod cross;
 pub mod kernels;
+pub mod ticks;
 
 use std::collections::VecDeque;
 
