@@ -64,7 +64,7 @@ pub fn trade_features(ts: &[i64], price: &[f64], qty: &[f64], side: &[f64], wind
 /// Depth ratio per book snapshot: bid size / (bid + ask size) over the top `levels` levels
 /// (row-major `depth` levels per snapshot; absent levels, NaN, count as empty).
 pub fn depth_ratio(bid_sz: &[f64], ask_sz: &[f64], depth: usize, levels: usize) -> Vec<f64> {
-    let rows = if depth == 0 { 0 } else { bid_sz.len() / depth };
+    let rows = bid_sz.len().checked_div(depth).unwrap_or(0);
     let take = levels.min(depth);
     (0..rows)
         .map(|i| {
