@@ -709,6 +709,39 @@ pub fn list_ticks(home: &Path) -> Vec<TickMeta> {
     out
 }
 
+/// Loads a stored book series: (depth, ts, bid_px, bid_sz, ask_px, ask_sz) row-major.
+pub fn load_book(home: &Path, symbol: &Symbol) -> Result<BookSnapshots> {
+    let dir = tick_dir(home, symbol, "book");
+    let meta_path = dir.join("meta.json");
+    let bytes = std::fs::read(&meta_path).map_err(|_| {
+        DataError::Invalid(format!("no stored order book for {symbol}; ingest a book or quotes file first"))
+    })?;
+    let meta: TickMeta =
+        serde_json::from_slice(&bytes).map_err(|e| DataError::Store(format!("{}: {e}", meta_path.display())))?;
+    let (ts, cols) = crate::parquet_io::read_columns(&dir.join(&meta.data_file))?;
+    let d = meta.depth;
+    let n = ts.len();
+    let interleave = |name: &str| -> Vec<f64> {
+        let mut out = vec![f64::NAN; n * d];
+        for k in 0..d {
+            if let Some((_, v)) = cols.iter().find(|(c, _)| *c == format!("{name}_{k}")) {
+                for i in 0..n {
+                    out[i * d + k] = v[i];
+                }
+            }
+        }
+        out
+    };
+    Ok(BookSnapshots {
+        depth: d,
+        bid_px: interleave("bid_px"),
+        bid_sz: interleave("bid_sz"),
+        ask_px: interleave("ask_px"),
+        ask_sz: interleave("ask_sz"),
+        ts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,37 +795,4 @@ mod tests {
         assert!(out.bid_px[1].is_nan());
         assert_eq!((out.ask_px.clone(), out.ask_sz.clone()), (vec![102.0, 103.0], vec![3.0, 4.0]));
     }
-}
-
-/// Loads a stored book series: (depth, ts, bid_px, bid_sz, ask_px, ask_sz) row-major.
-pub fn load_book(home: &Path, symbol: &Symbol) -> Result<BookSnapshots> {
-    let dir = tick_dir(home, symbol, "book");
-    let meta_path = dir.join("meta.json");
-    let bytes = std::fs::read(&meta_path).map_err(|_| {
-        DataError::Invalid(format!("no stored order book for {symbol}; ingest a book or quotes file first"))
-    })?;
-    let meta: TickMeta =
-        serde_json::from_slice(&bytes).map_err(|e| DataError::Store(format!("{}: {e}", meta_path.display())))?;
-    let (ts, cols) = crate::parquet_io::read_columns(&dir.join(&meta.data_file))?;
-    let d = meta.depth;
-    let n = ts.len();
-    let interleave = |name: &str| -> Vec<f64> {
-        let mut out = vec![f64::NAN; n * d];
-        for k in 0..d {
-            if let Some((_, v)) = cols.iter().find(|(c, _)| *c == format!("{name}_{k}")) {
-                for i in 0..n {
-                    out[i * d + k] = v[i];
-                }
-            }
-        }
-        out
-    };
-    Ok(BookSnapshots {
-        depth: d,
-        bid_px: interleave("bid_px"),
-        bid_sz: interleave("bid_sz"),
-        ask_px: interleave("ask_px"),
-        ask_sz: interleave("ask_sz"),
-        ts,
-    })
 }
