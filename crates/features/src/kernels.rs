@@ -1511,6 +1511,75 @@ impl Kernel for HigherTimeframe {
     }
 }
 
+/// Tillson's T3: six chained EMAs (each seeded with the mean of its first `n` inputs, updated as
+/// k·x + (1 − k)·e like TA-Lib's T3) combined with the volume-factor coefficients.
+pub struct T3 {
+    pub n: usize,
+    pub k: f64,
+    pub v: f64,
+    /// (count, running sum, value) per stage.
+    pub stages: [(usize, f64, f64); 6],
+}
+impl Kernel for T3 {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        let mut x = b.close;
+        out[0] = f64::NAN;
+        for s in 0..6 {
+            let (count, sum, value) = &mut self.stages[s];
+            if *count < self.n {
+                *sum += x;
+                *count += 1;
+                if *count < self.n {
+                    return;
+                }
+                *value = *sum / self.n as f64;
+            } else {
+                *value = (self.k * x) + ((1.0 - self.k) * *value);
+            }
+            x = *value;
+        }
+        let v = self.v;
+        let t = v * v;
+        let c1 = -t * v;
+        let c2 = 3.0 * (t - c1);
+        let c3 = -6.0 * t - 3.0 * (v - c1);
+        let c4 = 1.0 + 3.0 * v - c1 + 3.0 * t;
+        let e = |i: usize| self.stages[i].2;
+        out[0] = c1 * e(5) + c2 * e(4) + c3 * e(3) + c4 * e(2);
+    }
+}
+
+/// Stochastic RSI: fast %K of the RSI over `fastk` RSI values, and its `fastd` SMA. Outputs: k, d.
+pub struct StochRsi {
+    pub rsi: GainLoss,
+    pub range: MinMax,
+    pub fast_d: Sma,
+}
+impl Kernel for StochRsi {
+    fn width(&self) -> usize {
+        2
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        out.fill(f64::NAN);
+        let mut r = [f64::NAN];
+        self.rsi.update(b, &mut r);
+        if r[0].is_nan() {
+            return;
+        }
+        let Some(((hh, _), (ll, _))) = self.range.next(r[0], r[0]) else { return };
+        let diff = (hh - ll) / 100.0;
+        let k = if !is_zero(diff) { (r[0] - ll) / diff } else { 0.0 };
+        let d = self.fast_d.next(k);
+        if !d.is_nan() {
+            out[0] = k;
+            out[1] = d;
+        }
+    }
+}
+
 #[cfg(test)]
 mod textbook {
     //! Indicators TA-Lib lacks, checked on small series computed by hand.

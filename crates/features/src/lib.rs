@@ -178,6 +178,15 @@ pub enum Indicator {
     Swings {
         k: usize,
     },
+    T3 {
+        period: usize,
+        vfactor: f64,
+    },
+    StochRsi {
+        period: usize,
+        fastk: usize,
+        fastd: usize,
+    },
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -301,6 +310,8 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry { indicator: "htf", family: "multi-timeframe", params: "timeframe, feature = [...]", outputs: "htf_TF_<inner outputs> (last closed higher-timeframe bar)", talib: "" },
     CatalogueEntry { indicator: "pivots", family: "structure", params: "", outputs: "pivot_{p,classic_r1..s2,fib_r1..s2,camarilla_r3,s3} (close's distance, previous UTC day)", talib: "" },
     CatalogueEntry { indicator: "swings", family: "structure", params: "k", outputs: "swing_K_{high,low,resistance,support} (confirmed k bars later)", talib: "" },
+    CatalogueEntry { indicator: "t3", family: "trend", params: "period, vfactor", outputs: "t3_P_V", talib: "T3" },
+    CatalogueEntry { indicator: "stoch_rsi", family: "momentum", params: "period, fastk, fastd (SMA)", outputs: "stochrsi_P_K_D_{k,d}", talib: "STOCHRSI" },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
     CatalogueEntry {
@@ -423,6 +434,8 @@ impl Indicator {
             Indicator::BarPrices | Indicator::SessionVwap | Indicator::Calendar | Indicator::Candles => vec![],
             Indicator::Htf { .. } | Indicator::Pivots => vec![],
             Indicator::Swings { k } => vec![k],
+            Indicator::T3 { period, .. } => vec![period],
+            Indicator::StochRsi { period, fastk, fastd } => vec![period.max(2), fastk, fastd],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
             | Indicator::Ema { period }
@@ -522,6 +535,8 @@ impl Indicator {
             Indicator::Htf { ref timeframe, .. } => format!("htf_{timeframe}"),
             Indicator::Pivots => "pivot".into(),
             Indicator::Swings { k } => format!("swing_{k}"),
+            Indicator::T3 { period, vfactor } => format!("t3_{period}_{vfactor}"),
+            Indicator::StochRsi { period, fastk, fastd } => format!("stochrsi_{period}_{fastk}_{fastd}"),
             Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
     }
@@ -557,6 +572,7 @@ impl Indicator {
                 "camarilla_s3",
             ]),
             Indicator::Swings { .. } => with(&["high", "low", "resistance", "support"]),
+            Indicator::StochRsi { .. } => with(&["k", "d"]),
             Indicator::Htf { feature, .. } => {
                 feature.iter().flat_map(|f| f.outputs()).map(|name| format!("{p}_{name}")).collect()
             }
@@ -662,6 +678,18 @@ impl Indicator {
                     call(p.talib(), &["open", "high", "low", "close"], kwargs, 0)
                 })
                 .collect(),
+            Indicator::T3 { period, vfactor } => {
+                vec![call("T3", C, &[("timeperiod", per(period)), ("vfactor", vfactor)], 0)]
+            }
+            Indicator::StochRsi { period, fastk, fastd } => {
+                let kw = [
+                    ("timeperiod", per(period)),
+                    ("fastk_period", per(fastk)),
+                    ("fastd_period", per(fastd)),
+                    ("fastd_matype", 0.0),
+                ];
+                (0..2).map(|o| call("STOCHRSI", C, &kw, o)).collect()
+            }
             _ => self.outputs().iter().map(|_| None).collect(),
         }
     }
@@ -765,6 +793,14 @@ impl Indicator {
                     values: vec![f64::NAN; width],
                 })
             }
+            Indicator::T3 { period, vfactor } => {
+                Box::new(T3 { n: period, k: 2.0 / (period as f64 + 1.0), v: vfactor, stages: [(0, 0.0, 0.0); 6] })
+            }
+            Indicator::StochRsi { period, fastk, fastd } => Box::new(StochRsi {
+                rsi: GainLoss::new(period, false),
+                range: MinMax::new(fastk),
+                fast_d: Sma::new(fastd),
+            }),
             Indicator::Pivots => Box::new(Pivots { day: i64::MIN, current: None, previous: None }),
             Indicator::Swings { k } => {
                 Box::new(Swings { k, window: VecDeque::new(), highs: VecDeque::new(), lows: VecDeque::new() })
@@ -873,6 +909,7 @@ impl FeatureSet {
         f.push(Ichimoku { tenkan: 9, kijun: 26, senkou: 52 });
         f.push(Candles);
         f.extend([Pivots, Swings { k: 5 }]);
+        f.extend([T3 { period: 5, vfactor: 0.7 }, StochRsi { period: 14, fastk: 5, fastd: 3 }]);
         f.push(Htf {
             timeframe: "1h".into(),
             feature: vec![Rsi { period: 14 }, Atr { period: 14 }, Ema { period: 20 }, LogReturn { lag: 1 }],

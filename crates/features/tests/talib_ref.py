@@ -14,7 +14,7 @@ import talib.abstract
 
 INTEGER_KWARGS = {"timeperiod", "timeperiod1", "timeperiod2", "timeperiod3", "fastperiod", "slowperiod",
                   "signalperiod", "fastk_period", "slowk_period", "slowd_period", "matype", "slowk_matype",
-                  "slowd_matype"}
+                  "slowd_matype", "fastd_period", "fastd_matype"}
 
 spec_path, in_dir, out_dir = sys.argv[1:4]
 inputs = {k: np.fromfile(os.path.join(in_dir, k + ".f64"), dtype="<f8") for k in ["open", "high", "low", "close", "volume"]}
