@@ -1580,6 +1580,90 @@ impl Kernel for StochRsi {
     }
 }
 
+/// Parabolic SAR with TA-Lib's bootstrap: the first bar is consumed; the direction at the second
+/// bar is short when its −DM is positive, else long; the first bar's low (long) or high (short) is
+/// the first SAR. The SAR is kept within the last two bars' range, as Wilder requires.
+pub struct Sar {
+    pub accel: f64,
+    pub max: f64,
+    pub first: Option<(f64, f64)>,
+    pub started: bool,
+    pub long: bool,
+    pub sar: f64,
+    pub ep: f64,
+    pub af: f64,
+    /// High and low of the previous bar.
+    pub last: (f64, f64),
+}
+impl Kernel for Sar {
+    fn width(&self) -> usize {
+        1
+    }
+    fn update(&mut self, b: &Bar, out: &mut [f64]) {
+        out[0] = f64::NAN;
+        let accel = self.accel.min(self.max);
+        if !self.started {
+            let Some((h0, l0)) = self.first else {
+                self.first = Some((b.high, b.low));
+                return;
+            };
+            let diff_p = b.high - h0;
+            let diff_m = l0 - b.low;
+            let minus_dm = if diff_m > 0.0 && diff_p < diff_m { diff_m } else { 0.0 };
+            self.long = minus_dm <= 0.0;
+            if self.long {
+                self.ep = b.high;
+                self.sar = l0;
+            } else {
+                self.ep = b.low;
+                self.sar = h0;
+            }
+            self.af = accel;
+            self.started = true;
+            // TA-Lib seeds "yesterday" with today's range for the first step.
+            self.last = (b.high, b.low);
+        }
+        let (prev_high, prev_low) = self.last;
+        let (new_high, new_low) = (b.high, b.low);
+        self.last = (new_high, new_low);
+        if self.long {
+            if new_low <= self.sar {
+                self.long = false;
+                self.sar = self.ep.max(prev_high).max(new_high);
+                out[0] = self.sar;
+                self.af = accel;
+                self.ep = new_low;
+                self.sar += self.af * (self.ep - self.sar);
+                self.sar = self.sar.max(prev_high).max(new_high);
+            } else {
+                out[0] = self.sar;
+                if new_high > self.ep {
+                    self.ep = new_high;
+                    self.af = (self.af + accel).min(self.max);
+                }
+                self.sar += self.af * (self.ep - self.sar);
+                self.sar = self.sar.min(prev_low).min(new_low);
+            }
+        } else if new_high >= self.sar {
+            self.long = true;
+            self.sar = self.ep.min(prev_low).min(new_low);
+            out[0] = self.sar;
+            self.af = accel;
+            self.ep = new_high;
+            self.sar += self.af * (self.ep - self.sar);
+            self.sar = self.sar.min(prev_low).min(new_low);
+        } else {
+            out[0] = self.sar;
+            if new_low < self.ep {
+                self.ep = new_low;
+                self.af = (self.af + accel).min(self.max);
+            }
+            self.sar += self.af * (self.ep - self.sar);
+            self.sar = self.sar.max(prev_high).max(new_high);
+        }
+    }
+}
+
 #[cfg(test)]
 mod textbook {
     //! Indicators TA-Lib lacks, checked on small series computed by hand.

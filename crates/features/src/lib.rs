@@ -187,6 +187,10 @@ pub enum Indicator {
         fastk: usize,
         fastd: usize,
     },
+    Sar {
+        acceleration: f64,
+        maximum: f64,
+    },
 }
 
 /// How to compute one output with Python TA-Lib: `talib.<function>(*inputs, **kwargs)[output]`.
@@ -312,6 +316,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry { indicator: "swings", family: "structure", params: "k", outputs: "swing_K_{high,low,resistance,support} (confirmed k bars later)", talib: "" },
     CatalogueEntry { indicator: "t3", family: "trend", params: "period, vfactor", outputs: "t3_P_V", talib: "T3" },
     CatalogueEntry { indicator: "stoch_rsi", family: "momentum", params: "period, fastk, fastd (SMA)", outputs: "stochrsi_P_K_D_{k,d}", talib: "STOCHRSI" },
+    CatalogueEntry { indicator: "sar", family: "trend", params: "acceleration, maximum", outputs: "sar_A_M", talib: "SAR" },
     CatalogueEntry { indicator: "kama", family: "trend", params: "period", outputs: "kama_P", talib: "KAMA" },
     CatalogueEntry { indicator: "adxr", family: "trend", params: "period", outputs: "adxr_P", talib: "ADXR" },
     CatalogueEntry {
@@ -435,6 +440,14 @@ impl Indicator {
             Indicator::Htf { .. } | Indicator::Pivots => vec![],
             Indicator::Swings { k } => vec![k],
             Indicator::T3 { period, .. } => vec![period],
+            Indicator::Sar { acceleration, maximum } => {
+                if !(acceleration > 0.0 && maximum >= acceleration && maximum < 10.0) {
+                    return bad(format!(
+                        "acceleration {acceleration} and maximum {maximum}: need 0 < acceleration <= maximum"
+                    ));
+                }
+                vec![]
+            }
             Indicator::StochRsi { period, fastk, fastd } => vec![period.max(2), fastk, fastd],
             Indicator::Trange | Indicator::Obv | Indicator::Ad => vec![],
             Indicator::Sma { period }
@@ -536,6 +549,7 @@ impl Indicator {
             Indicator::Pivots => "pivot".into(),
             Indicator::Swings { k } => format!("swing_{k}"),
             Indicator::T3 { period, vfactor } => format!("t3_{period}_{vfactor}"),
+            Indicator::Sar { acceleration, maximum } => format!("sar_{acceleration}_{maximum}"),
             Indicator::StochRsi { period, fastk, fastd } => format!("stochrsi_{period}_{fastk}_{fastd}"),
             Indicator::Ichimoku { tenkan, kijun, senkou } => format!("ichimoku_{tenkan}_{kijun}_{senkou}"),
         }
@@ -678,6 +692,9 @@ impl Indicator {
                     call(p.talib(), &["open", "high", "low", "close"], kwargs, 0)
                 })
                 .collect(),
+            Indicator::Sar { acceleration, maximum } => {
+                vec![call("SAR", &["high", "low"], &[("acceleration", acceleration), ("maximum", maximum)], 0)]
+            }
             Indicator::T3 { period, vfactor } => {
                 vec![call("T3", C, &[("timeperiod", per(period)), ("vfactor", vfactor)], 0)]
             }
@@ -793,6 +810,17 @@ impl Indicator {
                     values: vec![f64::NAN; width],
                 })
             }
+            Indicator::Sar { acceleration, maximum } => Box::new(Sar {
+                accel: acceleration,
+                max: maximum,
+                first: None,
+                started: false,
+                long: true,
+                sar: 0.0,
+                ep: 0.0,
+                af: 0.0,
+                last: (0.0, 0.0),
+            }),
             Indicator::T3 { period, vfactor } => {
                 Box::new(T3 { n: period, k: 2.0 / (period as f64 + 1.0), v: vfactor, stages: [(0, 0.0, 0.0); 6] })
             }
@@ -910,6 +938,7 @@ impl FeatureSet {
         f.push(Candles);
         f.extend([Pivots, Swings { k: 5 }]);
         f.extend([T3 { period: 5, vfactor: 0.7 }, StochRsi { period: 14, fastk: 5, fastd: 3 }]);
+        f.push(Sar { acceleration: 0.02, maximum: 0.2 });
         f.push(Htf {
             timeframe: "1h".into(),
             feature: vec![Rsi { period: 14 }, Atr { period: 14 }, Ema { period: 20 }, LogReturn { lag: 1 }],
