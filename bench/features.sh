@@ -29,3 +29,6 @@ q.update(t)
 q["speedup_talib_covered"] = round(t["talib_s"] / q["quantpipe_talib_covered_s"], 2)
 print(json.dumps(q, indent=2))
 PY
+echo "multi-symbol (S&P 500 daily, standard set):"
+cargo build --release --quiet -p quantpipe-features --example bench_many
+"${CARGO_TARGET_DIR:-target}/release/examples/bench_many" "$(dirname "$file")/sp500_daily_5yr.csv.gz"

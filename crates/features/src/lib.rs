@@ -1023,3 +1023,31 @@ pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
     }
     FeatureFrame { ts: bars.ts.clone(), names, columns }
 }
+
+/// `compute` for many series at once, spread over `threads` OS threads (the machine's core count
+/// when 0). Each series is still computed by the same single code path; results keep input order.
+pub fn compute_many(set: &FeatureSet, series: &[&Bars], threads: usize) -> Vec<FeatureFrame> {
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let threads = threads.clamp(1, series.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<FeatureFrame>> = (0..series.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= series.len() {
+                    break;
+                }
+                let frame = compute(set, series[i]);
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(frame);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|f| f.unwrap_or_else(|| FeatureFrame { ts: vec![], names: vec![], columns: vec![] }))
+        .collect()
+}

@@ -94,3 +94,19 @@ fn no_feature_looks_ahead() {
     }
     assert_eq!(full.names.len(), set.columns().len());
 }
+
+#[test]
+fn many_symbols_in_parallel_give_the_single_path_results() {
+    let bars = fil_bars(9_000);
+    let parts: Vec<Bars> = (0..3).map(|k| bars.select(&((k * 3_000)..((k + 1) * 3_000)).collect::<Vec<_>>())).collect();
+    let refs: Vec<&Bars> = parts.iter().collect();
+    let set = FeatureSet::standard();
+    let many = quantpipe_features::compute_many(&set, &refs, 2);
+    for (part, frame) in parts.iter().zip(&many) {
+        let single = compute(&set, part);
+        assert_eq!(frame.names, single.names);
+        for (a, b) in frame.columns.iter().zip(&single.columns) {
+            assert!(a.iter().zip(b).all(|(x, y)| same(*x, *y)));
+        }
+    }
+}
