@@ -70,14 +70,7 @@ fn main() {
             // Streaming: warm the state on all but the last 100k bars, then time each update.
             let mut state = FeatureState::new(&standard);
             let split = n.saturating_sub(100_000);
-            let bar = |i: usize| Bar {
-                ts: bars.ts[i],
-                open: bars.open[i],
-                high: bars.high[i],
-                low: bars.low[i],
-                close: bars.close[i],
-                volume: bars.volume[i],
-            };
+            let bar = |i: usize| Bar::at(&bars, i);
             for i in 0..split {
                 state.update(&bar(i));
             }

@@ -16,6 +16,50 @@ pub struct Bar {
     pub volume: f64,
 }
 
+impl Bar {
+    /// Row `i` of a columnar series.
+    pub fn at(bars: &quantpipe_core::Bars, i: usize) -> Bar {
+        Bar {
+            ts: bars.ts[i],
+            open: bars.open[i],
+            high: bars.high[i],
+            low: bars.low[i],
+            close: bars.close[i],
+            volume: bars.volume[i],
+        }
+    }
+}
+
+/// The last `n` values of a stream: push one, and know whether the window is full.
+#[derive(Debug, Clone)]
+pub struct Rolling<T> {
+    n: usize,
+    buf: VecDeque<T>,
+}
+
+impl<T> Rolling<T> {
+    pub fn new(n: usize) -> Rolling<T> {
+        Rolling { n, buf: VecDeque::with_capacity(n + 1) }
+    }
+    /// Pushes `v`, dropping the oldest beyond `n`; true when the window holds `n` values.
+    pub fn push(&mut self, v: T) -> bool {
+        self.buf.push_back(v);
+        if self.buf.len() > self.n {
+            self.buf.pop_front();
+        }
+        self.buf.len() == self.n
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &T> + Clone {
+        self.buf.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
 /// A streaming indicator: `update` consumes the next bar and writes this bar's outputs (NaN while
 /// warming up) into `out`, which has `width()` slots.
 pub trait Kernel: Send {
@@ -106,19 +150,15 @@ impl Ema {
 #[derive(Debug, Clone)]
 pub struct Wma {
     n: usize,
-    window: VecDeque<f64>,
+    window: Rolling<f64>,
 }
 
 impl Wma {
     pub fn new(n: usize) -> Wma {
-        Wma { n, window: VecDeque::with_capacity(n + 1) }
+        Wma { n, window: Rolling::new(n) }
     }
     pub fn next(&mut self, x: f64) -> f64 {
-        self.window.push_back(x);
-        if self.window.len() > self.n {
-            self.window.pop_front();
-        }
-        if self.window.len() < self.n {
+        if !self.window.push(x) {
             return f64::NAN;
         }
         let mut sum = 0.0;
@@ -135,19 +175,15 @@ impl Wma {
 #[derive(Debug, Clone)]
 pub struct Var {
     n: usize,
-    window: VecDeque<f64>,
+    window: Rolling<f64>,
 }
 
 impl Var {
     pub fn new(n: usize) -> Var {
-        Var { n, window: VecDeque::with_capacity(n + 1) }
+        Var { n, window: Rolling::new(n) }
     }
     pub fn next(&mut self, x: f64) -> f64 {
-        self.window.push_back(x);
-        if self.window.len() > self.n {
-            self.window.pop_front();
-        }
-        if self.window.len() < self.n {
+        if !self.window.push(x) {
             return f64::NAN;
         }
         let n = self.n as f64;

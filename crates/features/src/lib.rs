@@ -1007,15 +1007,7 @@ pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
         out.clear();
         out.resize(w, f64::NAN);
         for i in 0..n {
-            let bar = Bar {
-                ts: bars.ts[i],
-                open: bars.open[i],
-                high: bars.high[i],
-                low: bars.low[i],
-                close: bars.close[i],
-                volume: bars.volume[i],
-            };
-            kernel.update(&bar, &mut out);
+            kernel.update(&Bar::at(bars, i), &mut out);
             for (k, &v) in out.iter().enumerate() {
                 columns[first + k].push(v);
             }

@@ -33,15 +33,7 @@ fn streaming_equals_batch_bit_for_bit() {
     let batch = compute(&set, &bars);
     let mut state = FeatureState::new(&set);
     for i in 0..bars.len() {
-        let bar = Bar {
-            ts: bars.ts[i],
-            open: bars.open[i],
-            high: bars.high[i],
-            low: bars.low[i],
-            close: bars.close[i],
-            volume: bars.volume[i],
-        };
-        let row = state.update(&bar).to_vec();
+        let row = state.update(&Bar::at(&bars, i)).to_vec();
         for (k, v) in row.iter().enumerate() {
             assert!(
                 same(*v, batch.columns[k][i]),
