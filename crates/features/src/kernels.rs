@@ -990,7 +990,7 @@ impl Kernel for LogReturn {
 pub struct RealizedVol {
     pub n: usize,
     pub prev: f64,
-    pub returns: VecDeque<f64>,
+    pub returns: Rolling<f64>,
 }
 impl Kernel for RealizedVol {
     fn width(&self) -> usize {
@@ -1003,11 +1003,7 @@ impl Kernel for RealizedVol {
             return;
         }
         let r = if prev > 0.0 && bar.close > 0.0 { (bar.close / prev).ln() } else { f64::NAN };
-        self.returns.push_back(r);
-        if self.returns.len() > self.n {
-            self.returns.pop_front();
-        }
-        if self.returns.len() == self.n {
+        if self.returns.push(r) {
             // Two-pass over the window: exact and O(n) per bar, n is small.
             let mean = self.returns.iter().sum::<f64>() / self.n as f64;
             let ss: f64 = self.returns.iter().map(|x| (x - mean) * (x - mean)).sum();
@@ -1174,7 +1170,7 @@ impl Kernel for Donchian {
 /// close over the same window. Outputs: vwap, distance.
 pub struct RollingVwap {
     pub n: usize,
-    pub window: VecDeque<(f64, f64, f64)>,
+    pub window: Rolling<(f64, f64, f64)>,
 }
 impl Kernel for RollingVwap {
     fn width(&self) -> usize {
@@ -1182,12 +1178,8 @@ impl Kernel for RollingVwap {
     }
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tp = (b.high + b.low + b.close) / 3.0;
-        self.window.push_back((tp * b.volume, b.volume, b.close));
-        if self.window.len() > self.n {
-            self.window.pop_front();
-        }
         out.fill(f64::NAN);
-        if self.window.len() < self.n {
+        if !self.window.push((tp * b.volume, b.volume, b.close)) {
             return;
         }
         let (pv, v): (f64, f64) = self.window.iter().fold((0.0, 0.0), |a, w| (a.0 + w.0, a.1 + w.1));
@@ -1238,7 +1230,7 @@ pub enum ZInput {
 pub struct ZScore {
     pub n: usize,
     pub input: ZInput,
-    pub window: VecDeque<f64>,
+    pub window: Rolling<f64>,
 }
 impl Kernel for ZScore {
     fn width(&self) -> usize {
@@ -1246,12 +1238,8 @@ impl Kernel for ZScore {
     }
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let x = if self.input == ZInput::Close { b.close } else { b.volume };
-        self.window.push_back(x);
-        if self.window.len() > self.n {
-            self.window.pop_front();
-        }
         out[0] = f64::NAN;
-        if self.window.len() == self.n {
+        if self.window.push(x) {
             let n = self.n as f64;
             let mean = self.window.iter().sum::<f64>() / n;
             let sd = (self.window.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
@@ -1264,7 +1252,7 @@ impl Kernel for ZScore {
 /// Garman–Klass sqrt(Σ [½ ln(H/L)² − (2 ln 2 − 1) ln(C/O)²] / n). Outputs: parkinson, garman_klass.
 pub struct RangeVol {
     pub n: usize,
-    pub window: VecDeque<(f64, f64)>,
+    pub window: Rolling<(f64, f64)>,
 }
 impl Kernel for RangeVol {
     fn width(&self) -> usize {
@@ -1274,12 +1262,8 @@ impl Kernel for RangeVol {
         let valid = b.high > 0.0 && b.low > 0.0 && b.open > 0.0 && b.close > 0.0;
         let hl = if valid { (b.high / b.low).ln() } else { f64::NAN };
         let co = if valid { (b.close / b.open).ln() } else { f64::NAN };
-        self.window.push_back((hl, co));
-        if self.window.len() > self.n {
-            self.window.pop_front();
-        }
         out.fill(f64::NAN);
-        if self.window.len() == self.n {
+        if self.window.push((hl, co)) {
             let n = self.n as f64;
             let ln2 = std::f64::consts::LN_2;
             let park: f64 = self.window.iter().map(|w| w.0 * w.0).sum::<f64>() / (4.0 * ln2 * n);
@@ -1294,7 +1278,7 @@ impl Kernel for RangeVol {
 pub struct ReturnMoments {
     pub n: usize,
     pub prev: f64,
-    pub returns: VecDeque<f64>,
+    pub returns: Rolling<f64>,
 }
 impl Kernel for ReturnMoments {
     fn width(&self) -> usize {
@@ -1306,17 +1290,13 @@ impl Kernel for ReturnMoments {
         if prev.is_nan() {
             return;
         }
-        self.returns.push_back(if prev > 0.0 && b.close > 0.0 { (b.close / prev).ln() } else { f64::NAN });
-        if self.returns.len() > self.n {
-            self.returns.pop_front();
-        }
-        if self.returns.len() < self.n {
+        if !self.returns.push(if prev > 0.0 && b.close > 0.0 { (b.close / prev).ln() } else { f64::NAN }) {
             return;
         }
         let n = self.n as f64;
         let mean = self.returns.iter().sum::<f64>() / n;
         let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
-        for r in &self.returns {
+        for r in self.returns.iter() {
             let d = r - mean;
             m2 += d * d;
             m3 += d * d * d;
@@ -1739,7 +1719,7 @@ mod textbook {
     #[test]
     fn rolling_and_session_vwap() {
         // Typical prices: 9, 32/3, 26/3, 35/3.
-        let out = run(&mut RollingVwap { n: 2, window: VecDeque::new() }, &bars());
+        let out = run(&mut RollingVwap { n: 2, window: Rolling::new(2) }, &bars());
         let expected = (32.0 / 3.0 * 2.0 + 26.0 / 3.0) / 3.0;
         assert!((out[2][0] - expected).abs() < 1e-12);
         // Distance: (8 − vwap) / σ(11, 8) with σ = 1.5.
@@ -1811,14 +1791,14 @@ mod textbook {
 
     #[test]
     fn zscore_range_vol_moments_and_calendar() {
-        let z = run(&mut ZScore { n: 2, input: ZInput::Close, window: VecDeque::new() }, &bars());
+        let z = run(&mut ZScore { n: 2, input: ZInput::Close, window: Rolling::new(2) }, &bars());
         assert_eq!(z[1][0], 1.0); // (11 − 10) / 1
-        let park = run(&mut RangeVol { n: 1, window: VecDeque::new() }, &bars()[..1]);
+        let park = run(&mut RangeVol { n: 1, window: Rolling::new(1) }, &bars()[..1]);
         let expected = ((10.0f64 / 8.0).ln().powi(2) / (4.0 * std::f64::consts::LN_2)).sqrt();
         assert!((park[0][0] - expected).abs() < 1e-15);
         // Symmetric returns: skew 0. Returns ln 2, −ln 2, ln 2, −ln 2.
         let sym: Vec<Bar> = [1.0, 2.0, 1.0, 2.0, 1.0].iter().map(|&c| bar(0, c, c, c, c, 1.0)).collect();
-        let m = run(&mut ReturnMoments { n: 4, prev: f64::NAN, returns: VecDeque::new() }, &sym);
+        let m = run(&mut ReturnMoments { n: 4, prev: f64::NAN, returns: Rolling::new(4) }, &sym);
         assert!(m[4][0].abs() < 1e-12);
         assert!((m[4][1] - (1.0 - 3.0)).abs() < 1e-12, "two-point distribution: kurtosis 1, excess −2");
         // Monday 1970-01-05 06:00 UTC: a quarter of the day, first day of the week.

@@ -770,7 +770,7 @@ impl Indicator {
             }
             Indicator::LogReturn { lag } => Box::new(LogReturn { lag, window: VecDeque::new() }),
             Indicator::RealizedVol { period } => {
-                Box::new(RealizedVol { n: period, prev: f64::NAN, returns: VecDeque::new() })
+                Box::new(RealizedVol { n: period, prev: f64::NAN, returns: Rolling::new(period) })
             }
             Indicator::Kama { period } => {
                 Box::new(Kama { n: period, window: VecDeque::new(), sum_roc: 0.0, kama: 0.0 })
@@ -783,17 +783,17 @@ impl Indicator {
                 Box::new(Keltner { ema: Ema::new(period), atr: Atr::new(period, 1), mult })
             }
             Indicator::Donchian { period } => Box::new(Donchian { range: MinMax::new(period) }),
-            Indicator::Vwap { period } => Box::new(RollingVwap { n: period, window: VecDeque::new() }),
+            Indicator::Vwap { period } => Box::new(RollingVwap { n: period, window: Rolling::new(period) }),
             Indicator::SessionVwap => Box::new(SessionVwap { day: i64::MIN, pv: 0.0, v: 0.0 }),
             Indicator::Zscore { period } => {
-                Box::new(ZScore { n: period, input: ZInput::Close, window: VecDeque::new() })
+                Box::new(ZScore { n: period, input: ZInput::Close, window: Rolling::new(period) })
             }
             Indicator::VolumeZ { period } => {
-                Box::new(ZScore { n: period, input: ZInput::Volume, window: VecDeque::new() })
+                Box::new(ZScore { n: period, input: ZInput::Volume, window: Rolling::new(period) })
             }
-            Indicator::RangeVol { period } => Box::new(RangeVol { n: period, window: VecDeque::new() }),
+            Indicator::RangeVol { period } => Box::new(RangeVol { n: period, window: Rolling::new(period) }),
             Indicator::ReturnMoments { period } => {
-                Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: VecDeque::new() })
+                Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: Rolling::new(period) })
             }
             Indicator::Calendar => Box::new(Calendar),
             Indicator::Htf { ref timeframe, ref feature } => {
