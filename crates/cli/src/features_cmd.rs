@@ -39,6 +39,27 @@ pub enum FeaturesCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Per-date rank (0–1) and z-score of one feature across all stored symbols of a timeframe
+    /// (e.g. the S&P 500 after `quantpipe ingest sp500_daily_5yr.csv.gz --repair --on-conflict keep-first`).
+    /// Writes a long file: ts, symbol, value, rank, zscore.
+    #[command(
+        after_help = "Example:\n  quantpipe features cross-section --timeframe 1d --feature roc_20 -o sp500_roc20_ranks.parquet\n  quantpipe features cross-section --timeframe 1d --feature rsi_14 --set my.toml --symbols AAPL,MSFT,GOOGL -o ranks.csv"
+    )]
+    CrossSection {
+        #[arg(long)]
+        timeframe: String,
+        /// An output column of the feature set, e.g. roc_20 or rsi_14.
+        #[arg(long)]
+        feature: String,
+        /// `standard` or a feature-set TOML file.
+        #[arg(long, default_value = "standard")]
+        set: String,
+        /// Comma-separated symbols (default: every symbol stored at this timeframe).
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Tick features per trade of a stored trade series: tick ratio, distance from VWAP and from
     /// the order-book mid (when a book or quotes are stored for the symbol) in σ, buy share; and,
     /// with --book-output, the depth ratio per book snapshot.
@@ -80,6 +101,9 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
                     standard.hash()
                 );
             }
+        }
+        FeaturesCommand::CrossSection { timeframe, feature, set, symbols, output } => {
+            cross_section(home, &timeframe, &feature, &set, &symbols, &output)?;
         }
         FeaturesCommand::Ticks { symbol, window, levels, output, book_output } => {
             ticks(home, &symbol, window, levels, &output, book_output.as_deref())?;
@@ -148,6 +172,92 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn load_set(set: &str) -> Result<FeatureSet> {
+    if set == "standard" {
+        return Ok(FeatureSet::standard());
+    }
+    let text = std::fs::read_to_string(set).with_context(|| format!("reading feature set {set}"))?;
+    Ok(FeatureSet::from_toml(set, &text)?)
+}
+
+fn cross_section(
+    home: &Path,
+    timeframe: &str,
+    feature: &str,
+    set: &str,
+    symbols: &[String],
+    output: &Path,
+) -> Result<()> {
+    let tf = Timeframe::parse(timeframe)?;
+    let full = load_set(set)?;
+    // Compute only the indicator that produces the requested column.
+    let indicator = full.features.iter().find(|f| f.outputs().iter().any(|o| o == feature)).ok_or_else(|| {
+        anyhow::anyhow!("feature {feature:?} is not an output of set {set}; `quantpipe features list` shows the names")
+    })?;
+    let one = FeatureSet { name: format!("{}:{feature}", full.name), features: vec![indicator.clone()] };
+    let store = BarStore::open(home)?;
+    let wanted: Vec<Symbol> = if symbols.is_empty() {
+        store.list()?.into_iter().filter(|m| m.timeframe == tf.to_string()).map(|m| m.symbol).collect()
+    } else {
+        symbols.iter().map(|s| Symbol::new(s)).collect::<Result<_, _>>()?
+    };
+    if wanted.len() < 2 {
+        bail!("a cross-section needs at least two symbols stored at {tf}; found {}", wanted.len());
+    }
+    let bars: Vec<quantpipe_core::Bars> =
+        wanted.iter().map(|s| store.load(s, tf).map(|(_, b)| b)).collect::<Result<_, _>>()?;
+    let refs: Vec<&quantpipe_core::Bars> = bars.iter().collect();
+    let started = std::time::Instant::now();
+    let frames = quantpipe_features::compute_many(&one, &refs, 0);
+    let cs = quantpipe_features::cross::cross_section(&frames, feature).map_err(anyhow::Error::msg)?;
+    let elapsed = started.elapsed();
+    // Long format, sorted by time then symbol.
+    let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+    for (f, frame) in frames.iter().enumerate() {
+        rows.extend((0..frame.ts.len()).map(|r| (frame.ts[r], f, r)));
+    }
+    rows.sort_unstable();
+    let k = frames[0].names.iter().position(|n| n == feature).unwrap_or(0);
+    let ts: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let columns: Vec<(String, Vec<f64>)> = vec![
+        ("symbol_index".to_string(), rows.iter().map(|r| r.1 as f64).collect()),
+        ("value".to_string(), rows.iter().map(|r| frames[r.1].columns[k][r.2]).collect()),
+        ("rank".to_string(), rows.iter().map(|r| cs[r.1].rank[r.2]).collect()),
+        ("zscore".to_string(), rows.iter().map(|r| cs[r.1].zscore[r.2]).collect()),
+    ];
+    match output.extension().and_then(|e| e.to_str()) {
+        Some("csv") => {
+            let mut w = csv::Writer::from_path(output).with_context(|| format!("creating {}", output.display()))?;
+            w.write_record(["ts", "symbol", "value", "rank", "zscore"])?;
+            let cell = |v: f64| if v.is_nan() { String::new() } else { v.to_string() };
+            for (i, r) in rows.iter().enumerate() {
+                w.write_record([
+                    quantpipe_core::time::format_iso(ts[i]),
+                    wanted[r.1].to_string(),
+                    cell(columns[1].1[i]),
+                    cell(columns[2].1[i]),
+                    cell(columns[3].1[i]),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Some("parquet") => {
+            // Parquet keeps numeric columns; the symbol of `symbol_index` i is listed in the sidecar JSON.
+            quantpipe_data::parquet_io::write_columns(output, ts, columns)?;
+            let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
+            std::fs::write(output.with_extension("symbols.json"), serde_json::to_vec_pretty(&names)?)?;
+        }
+        _ => bail!("{}: the output must end in .csv or .parquet", output.display()),
+    }
+    println!(
+        "{} symbols × {tf}: {feature} ranked per date in {:.2} s → {}",
+        wanted.len(),
+        elapsed.as_secs_f64(),
+        output.display()
+    );
+    Ok(())
 }
 
 fn write_frame(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {

@@ -150,3 +150,29 @@ fn killed_ingest_leaves_a_consistent_store() {
 fn flate2_reader(path: &str) -> std::io::BufReader<flate2::read::MultiGzDecoder<std::fs::File>> {
     std::io::BufReader::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()))
 }
+
+#[test]
+fn cross_section_ranks_per_date_from_the_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tests/corpus");
+    // Two daily series with identical closes: every date is a tie, so both rank 0.5 with z 0.
+    for (file, sym) in [("index_column.csv", "AAA"), ("semicolon.csv", "BBB")] {
+        let out = quantpipe(home.path(), &["ingest", corpus.join(file).to_str().unwrap(), "--symbol", sym]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let csv = home.path().join("ranks.csv");
+    let out = quantpipe(
+        home.path(),
+        &["features", "cross-section", "--timeframe", "1d", "--feature", "mom_1", "-o", csv.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "ts,symbol,value,rank,zscore");
+    assert!(lines.contains(&"2019-01-03T00:00:00Z,AAA,0.5,0.5,0"), "{body}");
+    assert!(lines.contains(&"2019-01-03T00:00:00Z,BBB,0.5,0.5,0"), "{body}");
+    let bad =
+        quantpipe(home.path(), &["features", "cross-section", "--timeframe", "1d", "--feature", "nope", "-o", "x.csv"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("not an output of set standard"));
+}
