@@ -10,7 +10,7 @@ use quantpipe_core::{MarketCalendar, Symbol, Timeframe};
 use quantpipe_data::layout::ColumnOverrides;
 use quantpipe_data::quality::{Action, ConflictRule, Policy};
 use quantpipe_data::resample::resample;
-use quantpipe_data::store::{Derivation, Lineage, MergePlan};
+use quantpipe_data::store::Derivation;
 use quantpipe_data::{ingest_file, ticks, BarStore, IngestOptions, IngestReport};
 
 use crate::render::{self, right, table, BarProgress};
@@ -173,7 +173,7 @@ pub fn ingest(home: &Path, args: IngestArgs) -> Result<ExitCode> {
     let mut tick_reports = Vec::new();
     for file in &args.files {
         if let Some(format) = ticks::sniff(file) {
-            match ingest_ticks(home, file, format, opts.symbol.as_ref(), args.depth.max(1), args.dry_run) {
+            match ticks::ingest_ticks(home, file, format, opts.symbol.as_ref(), args.depth.max(1), args.dry_run) {
                 Ok(report) => {
                     if !args.json {
                         print_tick_report(&report, args.dry_run);
@@ -210,25 +210,6 @@ pub fn ingest(home: &Path, args: IngestArgs) -> Result<ExitCode> {
         }
     }
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-fn ingest_ticks(
-    home: &Path,
-    file: &Path,
-    format: ticks::TickFormat,
-    symbol: Option<&Symbol>,
-    depth: usize,
-    dry_run: bool,
-) -> Result<ticks::TickReport> {
-    let (symbol, mut data, notes) = ticks::read_ticks(file, format, symbol, depth)?;
-    if data.is_empty() {
-        bail!("{}: no rows", file.display());
-    }
-    let report = ticks::finish(file, format, symbol, &mut data, notes);
-    if !dry_run {
-        ticks::store_ticks(home, &data, &report)?;
-    }
-    Ok(report)
 }
 
 fn print_tick_report(r: &ticks::TickReport, dry_run: bool) {
@@ -482,24 +463,13 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
             let r = resample(&bars, from, to)?;
             let report = quantpipe_data::quality::assess(&symbol, &r.bars, to, meta.calendar, &Policy::default())
                 .map_err(anyhow::Error::msg)?;
-            let plan = MergePlan {
-                merged: r.bars.clone(),
-                rows_added: r.bars.len() as u64,
-                rows_already_stored: 0,
-                existing: store.meta(&symbol, to)?,
-            };
             let derivation = Derivation {
                 from_timeframe: from.to_string(),
                 from_content_hash: meta.content_hash.clone(),
                 method: "ohlcv: first/max/min/last/sum, UTC-aligned".into(),
             };
-            let outcome = store.commit(
-                &symbol,
-                to,
-                plan,
-                report,
-                Lineage { ingest: None, derived_from: Some(derivation), last_bar_incomplete: r.last_bar_incomplete },
-            )?;
+            let outcome =
+                store.store_derived(&symbol, to, r.bars.clone(), report, derivation, r.last_bar_incomplete)?;
             if let Some(path) = &output {
                 write_output(path, &r.bars)?;
             }
@@ -539,6 +509,9 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
                 (None, None, Some(d)) if d > 0.0 => ticks::TradeBarRule::Dollar(d),
                 _ => bail!("give one positive rule: --every TF, --volume QTY or --dollar NOTIONAL"),
             };
+            if !matches!(rule, ticks::TradeBarRule::Time(_)) && output.is_none() {
+                bail!("volume and dollar bars are not on a time grid, so they are not stored: pass -o FILE");
+            }
             let trades = ticks::load_trades(home, &symbol)?;
             let bars = ticks::bars_from_trades(&trades, rule);
             let described = match rule {
@@ -555,24 +528,13 @@ pub fn data(home: &Path, cmd: DataCommand) -> Result<ExitCode> {
                 let report =
                     quantpipe_data::quality::assess(&symbol, &bars, tf, MarketCalendar::Crypto, &Policy::default())
                         .map_err(anyhow::Error::msg)?;
-                let plan = MergePlan {
-                    rows_added: bars.len() as u64,
-                    merged: bars,
-                    rows_already_stored: 0,
-                    existing: store.meta(&symbol, tf)?,
+                let derivation = Derivation {
+                    from_timeframe: "trades".into(),
+                    from_content_hash: ticks::tick_meta(home, &symbol, "trades")?.content_hash,
+                    method: "trades → time bars: first/max/min/last price, summed quantity".into(),
                 };
-                let lineage = Lineage {
-                    derived_from: Some(Derivation {
-                        from_timeframe: "trades".into(),
-                        from_content_hash: String::new(),
-                        method: "trades → time bars: first/max/min/last price, summed quantity".into(),
-                    }),
-                    ..Lineage::default()
-                };
-                store.commit(&symbol, tf, plan, report, lineage)?;
+                store.store_derived(&symbol, tf, bars, report, derivation, false)?;
                 println!("stored as {symbol} {tf}");
-            } else if output.is_none() {
-                bail!("volume and dollar bars are not on a time grid, so they are not stored: pass -o FILE");
             }
         }
         DataCommand::Remove { symbol, timeframe } => {

@@ -49,6 +49,7 @@ pub fn ingest_file(
 ) -> Result<IngestReport> {
     let read = read_bars(path, &ReadOptions { symbol: opts.symbol.clone(), columns: opts.columns.clone(), progress })?;
     let file = path.display().to_string();
+    let notes = read.notes();
     if read.series.is_empty() {
         let detail = if read.rows_of_other_symbols > 0 {
             format!("no rows for symbol {}", opts.symbol.as_ref().map(|s| s.as_str()).unwrap_or(""))
@@ -139,13 +140,7 @@ pub fn ingest_file(
         file,
         format: read.format.name().to_string(),
         layout: read.layout.describe(),
-        notes: {
-            let mut notes = read.layout.notes.clone();
-            if let Some(d) = read.delimiter.filter(|&d| d != ',') {
-                notes.push(format!("delimiter {d:?}"));
-            }
-            notes
-        },
+        notes,
         rows: read.rows,
         rows_of_other_symbols: read.rows_of_other_symbols,
         series,

@@ -67,12 +67,6 @@ impl ProblemTally {
             self.examples.push(example);
         }
     }
-    pub fn add_count(&mut self, n: u64, example: impl FnOnce() -> Example) {
-        if n > 0 {
-            self.count += n - 1;
-            self.add(example());
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

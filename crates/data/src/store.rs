@@ -96,7 +96,6 @@ pub struct Lineage {
 pub struct MergePlan {
     pub merged: Bars,
     pub rows_added: u64,
-    pub rows_already_stored: u64,
     pub existing: Option<SeriesMeta>,
 }
 
@@ -187,7 +186,7 @@ impl BarStore {
     pub fn plan_merge(&self, symbol: &Symbol, tf: Timeframe, new: Bars) -> Result<MergePlan> {
         let Some(meta) = self.meta(symbol, tf)? else {
             let rows_added = new.len() as u64;
-            return Ok(MergePlan { merged: new, rows_added, rows_already_stored: 0, existing: None });
+            return Ok(MergePlan { merged: new, rows_added, existing: None });
         };
         let new = &new;
         let old = read_bars_file(&self.series_dir(symbol, tf).join(&meta.bars_file))?;
@@ -232,12 +231,7 @@ impl BarStore {
                 first: first_conflict.map(format_iso).unwrap_or_default(),
             });
         }
-        Ok(MergePlan {
-            merged,
-            rows_added: new.len() as u64 - overlap,
-            rows_already_stored: overlap,
-            existing: Some(meta),
-        })
+        Ok(MergePlan { merged, rows_added: new.len() as u64 - overlap, existing: Some(meta) })
     }
 
     /// Writes a merge plan. `series_report` describes the merged data; `ingest` (if any) is appended
@@ -347,6 +341,22 @@ impl BarStore {
         Ok(CommitOutcome { rows_added, rows_total: meta.rows, content_hash: hash, unchanged: false })
     }
 
+    /// Stores a series computed from another (resampled bars, bars from trades), replacing any
+    /// earlier derivation of it: derived data is regenerated, never merged.
+    pub fn store_derived(
+        &self,
+        symbol: &Symbol,
+        tf: Timeframe,
+        bars: Bars,
+        report: QualityReport,
+        derived_from: Derivation,
+        last_bar_incomplete: bool,
+    ) -> Result<CommitOutcome> {
+        let plan = MergePlan { rows_added: bars.len() as u64, merged: bars, existing: self.meta(symbol, tf)? };
+        let lineage = Lineage { ingest: None, derived_from: Some(derived_from), last_bar_incomplete };
+        self.commit(symbol, tf, plan, report, lineage)
+    }
+
     /// Deletes a stored series.
     pub fn remove(&self, symbol: &Symbol, tf: Timeframe) -> Result<SeriesMeta> {
         let meta = self.require_meta(symbol, tf)?;
@@ -387,6 +397,20 @@ fn sync_dir(dir: &Path) {
 
 /// blake3 of the column names and the little-endian bytes of every value.
 pub fn content_hash(bars: &Bars) -> String {
+    let mut columns: Vec<(&str, &[f64])> = vec![
+        ("open", &bars.open),
+        ("high", &bars.high),
+        ("low", &bars.low),
+        ("close", &bars.close),
+        ("volume", &bars.volume),
+    ];
+    columns.extend(bars.extras.iter().map(|c| (c.name.as_str(), c.values.as_slice())));
+    hash_columns(&bars.ts, &columns)
+}
+
+/// blake3 of a time column and named float columns: each name, a NUL, then the little-endian
+/// bytes of its values, hashed in 64 KiB chunks.
+pub fn hash_columns(ts: &[i64], columns: &[(&str, &[f64])]) -> String {
     let mut h = blake3::Hasher::new();
     let mut buf = Vec::with_capacity(8 * 8192);
     let mut column = |name: &str, bytes: &mut dyn Iterator<Item = [u8; 8]>| {
@@ -403,18 +427,9 @@ pub fn content_hash(bars: &Bars) -> String {
             h.update(&buf);
         }
     };
-    column("ts", &mut bars.ts.iter().map(|v| v.to_le_bytes()));
-    for (name, col) in [
-        ("open", &bars.open),
-        ("high", &bars.high),
-        ("low", &bars.low),
-        ("close", &bars.close),
-        ("volume", &bars.volume),
-    ] {
-        column(name, &mut col.iter().map(|v| v.to_le_bytes()));
-    }
-    for c in &bars.extras {
-        column(&c.name, &mut c.values.iter().map(|v| v.to_le_bytes()));
+    column("ts", &mut ts.iter().map(|v| v.to_le_bytes()));
+    for (name, values) in columns {
+        column(name, &mut values.iter().map(|v| v.to_le_bytes()));
     }
     h.finalize().to_hex().to_string()
 }

@@ -612,27 +612,14 @@ fn to_columns(data: &TickData) -> crate::parquet_io::TimedColumns {
     }
 }
 
-fn hash_columns(ts: &[i64], cols: &[(String, Vec<f64>)]) -> String {
-    let mut h = blake3::Hasher::new();
-    for t in ts {
-        h.update(&t.to_le_bytes());
-    }
-    for (name, v) in cols {
-        h.update(name.as_bytes());
-        for x in v {
-            h.update(&x.to_le_bytes());
-        }
-    }
-    h.finalize().to_hex().to_string()
-}
-
 /// Stores a tick series. The same content again is a no-op; different content for a stored
 /// series is refused (tick rows have no key to merge on safely).
 pub fn store_ticks(home: &Path, data: &TickData, report: &TickReport) -> Result<(TickMeta, bool)> {
     let dir = tick_dir(home, &report.symbol, data.kind());
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let (ts, cols) = to_columns(data);
-    let hash = hash_columns(&ts, &cols);
+    let named: Vec<(&str, &[f64])> = cols.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let hash = crate::store::hash_columns(&ts, &named);
     let meta_path = dir.join("meta.json");
     if let Ok(bytes) = std::fs::read(&meta_path) {
         let old: TickMeta =
@@ -674,18 +661,42 @@ pub fn store_ticks(home: &Path, data: &TickData, report: &TickReport) -> Result<
     Ok((meta, true))
 }
 
-/// Loads a stored trade series.
-pub fn load_trades(home: &Path, symbol: &Symbol) -> Result<Trades> {
-    let dir = tick_dir(home, symbol, "trades");
-    let meta_path = dir.join("meta.json");
+/// The metadata of a stored tick series (`kind` is "trades" or "book").
+pub fn tick_meta(home: &Path, symbol: &Symbol, kind: &str) -> Result<TickMeta> {
+    let meta_path = tick_dir(home, symbol, kind).join("meta.json");
     let bytes = std::fs::read(&meta_path).map_err(|_| {
         DataError::Invalid(format!(
-            "no stored trades for {symbol}; ingest a trades file first (`quantpipe ingest FILE`)"
+            "no stored {kind} for {symbol}; ingest a {kind} file first (`quantpipe ingest FILE`)"
         ))
     })?;
-    let meta: TickMeta =
-        serde_json::from_slice(&bytes).map_err(|e| DataError::Store(format!("{}: {e}", meta_path.display())))?;
-    let (ts, mut cols) = crate::parquet_io::read_columns(&dir.join(&meta.data_file))?;
+    serde_json::from_slice(&bytes).map_err(|e| DataError::Store(format!("{}: {e}", meta_path.display())))
+}
+
+/// Reads, checks and (unless `dry_run`) stores a tick file: the service behind `quantpipe ingest`
+/// for trades, quotes and books.
+pub fn ingest_ticks(
+    home: &Path,
+    file: &Path,
+    format: TickFormat,
+    symbol: Option<&Symbol>,
+    depth: usize,
+    dry_run: bool,
+) -> Result<TickReport> {
+    let (symbol, mut data, notes) = read_ticks(file, format, symbol, depth)?;
+    if data.is_empty() {
+        return Err(DataError::HeaderOnly { path: file.into() });
+    }
+    let report = finish(file, format, symbol, &mut data, notes);
+    if !dry_run {
+        store_ticks(home, &data, &report)?;
+    }
+    Ok(report)
+}
+
+/// Loads a stored trade series.
+pub fn load_trades(home: &Path, symbol: &Symbol) -> Result<Trades> {
+    let meta = tick_meta(home, symbol, "trades")?;
+    let (ts, mut cols) = crate::parquet_io::read_columns(&tick_dir(home, symbol, "trades").join(&meta.data_file))?;
     let mut take =
         |name: &str| cols.iter_mut().find(|(n, _)| n == name).map(|(_, v)| std::mem::take(v)).unwrap_or_default();
     Ok(Trades { ts, price: take("price"), qty: take("qty"), side: take("side") })
@@ -711,13 +722,8 @@ pub fn list_ticks(home: &Path) -> Vec<TickMeta> {
 
 /// Loads a stored book series: (depth, ts, bid_px, bid_sz, ask_px, ask_sz) row-major.
 pub fn load_book(home: &Path, symbol: &Symbol) -> Result<BookSnapshots> {
+    let meta = tick_meta(home, symbol, "book")?;
     let dir = tick_dir(home, symbol, "book");
-    let meta_path = dir.join("meta.json");
-    let bytes = std::fs::read(&meta_path).map_err(|_| {
-        DataError::Invalid(format!("no stored order book for {symbol}; ingest a book or quotes file first"))
-    })?;
-    let meta: TickMeta =
-        serde_json::from_slice(&bytes).map_err(|e| DataError::Store(format!("{}: {e}", meta_path.display())))?;
     let (ts, cols) = crate::parquet_io::read_columns(&dir.join(&meta.data_file))?;
     let d = meta.depth;
     let n = ts.len();
