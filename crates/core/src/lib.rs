@@ -3,6 +3,7 @@
 
 pub mod bars;
 pub mod calendar;
+pub mod preprocess;
 pub mod time;
 pub mod timeframe;
 
