@@ -30,46 +30,46 @@ pub(crate) fn forward_extreme(values: &[f64], ends: &[usize], maximum: bool) -> 
     out
 }
 
-/// Rolling mean and variance by Welford's update with removal (stable for prices far from zero).
-struct Moments {
-    n: f64,
-    mean: f64,
-    m2: f64,
-}
-
-impl Moments {
-    fn add(&mut self, x: f64) {
-        self.n += 1.0;
-        let d = x - self.mean;
-        self.mean += d / self.n;
-        self.m2 += d * (x - self.mean);
-    }
-    fn remove(&mut self, x: f64) {
-        self.n -= 1.0;
-        if self.n == 0.0 {
-            self.mean = 0.0;
-            self.m2 = 0.0;
-            return;
+/// Mean and sum of squared deviations of every full window `values[i+1-window..=i]` (`None` before the
+/// first). Welford's update with removal keeps it O(1) per step; the window is recomputed by two passes
+/// once every `window` steps so rounding cannot drift over hundreds of thousands of bars.
+fn rolling_moments(values: &[f64], window: usize) -> Vec<Option<(f64, f64)>> {
+    let mut out = vec![None; values.len()];
+    let (mut n, mut mean, mut m2) = (0.0_f64, 0.0_f64, 0.0_f64);
+    for i in 0..values.len() {
+        let x = values[i];
+        n += 1.0;
+        let d = x - mean;
+        mean += d / n;
+        m2 += d * (x - mean);
+        if i >= window {
+            let old = values[i - window];
+            n -= 1.0;
+            let d = old - mean;
+            mean -= d / n;
+            m2 -= d * (old - mean);
         }
-        let d = x - self.mean;
-        self.mean -= d / self.n;
-        self.m2 -= d * (x - self.mean);
+        if i + 1 >= window {
+            if (i + 1) % window == 0 {
+                let w = &values[i + 1 - window..=i];
+                mean = w.iter().sum::<f64>() / window as f64;
+                m2 = w.iter().map(|v| (v - mean) * (v - mean)).sum();
+            }
+            out[i] = Some((mean, m2.max(0.0)));
+        }
     }
+    out
 }
 
 /// Sample standard deviation (n − 1) of the last `window` 1-bar log returns ending at each bar; NaN until
 /// `window` returns exist.
 pub(crate) fn log_return_std(close: &[f64], window: usize) -> Vec<f64> {
     let mut out = vec![f64::NAN; close.len()];
-    let returns: Vec<f64> = std::iter::once(f64::NAN).chain(close.windows(2).map(|w| (w[1] / w[0]).ln())).collect();
-    let mut m = Moments { n: 0.0, mean: 0.0, m2: 0.0 };
-    for i in 1..close.len() {
-        m.add(returns[i]);
-        if i > window {
-            m.remove(returns[i - window]);
-        }
-        if i >= window {
-            out[i] = (m.m2.max(0.0) / (window as f64 - 1.0)).sqrt();
+    let returns: Vec<f64> = close.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
+    // returns[j] is the return of bar j + 1.
+    for (j, m) in rolling_moments(&returns, window).into_iter().enumerate() {
+        if let Some((_, m2)) = m {
+            out[j + 1] = (m2 / (window as f64 - 1.0)).sqrt();
         }
     }
     out
@@ -79,15 +79,10 @@ pub(crate) fn log_return_std(close: &[f64], window: usize) -> Vec<f64> {
 pub(crate) fn mean_std_population(values: &[f64], window: usize) -> (Vec<f64>, Vec<f64>) {
     let mut mean = vec![f64::NAN; values.len()];
     let mut std = vec![f64::NAN; values.len()];
-    let mut m = Moments { n: 0.0, mean: 0.0, m2: 0.0 };
-    for i in 0..values.len() {
-        m.add(values[i]);
-        if i >= window {
-            m.remove(values[i - window]);
-        }
-        if i + 1 >= window {
-            mean[i] = m.mean;
-            std[i] = (m.m2.max(0.0) / window as f64).sqrt();
+    for (i, m) in rolling_moments(values, window).into_iter().enumerate() {
+        if let Some((mu, m2)) = m {
+            mean[i] = mu;
+            std[i] = (m2 / window as f64).sqrt();
         }
     }
     (mean, std)
