@@ -109,48 +109,8 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
             ticks(home, &symbol, window, levels, &output, book_output.as_deref())?;
         }
         FeaturesCommand::Compute { symbol, timeframe, input, set, output } => {
-            let set = if set == "standard" {
-                FeatureSet::standard()
-            } else {
-                let text = std::fs::read_to_string(&set).with_context(|| format!("reading feature set {set}"))?;
-                FeatureSet::from_toml(&set, &text)?
-            };
-            let (label, bars) = match (symbol, input) {
-                (Some(symbol), None) => {
-                    let symbol = Symbol::new(&symbol)?;
-                    let store = BarStore::open(home)?;
-                    let tf = match timeframe {
-                        Some(tf) => Timeframe::parse(&tf)?,
-                        None => bail!("pass --timeframe (e.g. 1m); `quantpipe data list` shows what is stored"),
-                    };
-                    let (_, bars) = store.load(&symbol, tf)?;
-                    (format!("{symbol} {tf}"), bars)
-                }
-                (None, Some(path)) => {
-                    let mut read = read_bars(&path, &ReadOptions::default()).or_else(|_| {
-                        read_bars(&path, &ReadOptions { symbol: Some(Symbol::new("INPUT")?), ..Default::default() })
-                    })?;
-                    if read.series.len() != 1 {
-                        bail!(
-                            "{}: holds {} symbols; ingest it and compute per symbol",
-                            path.display(),
-                            read.series.len()
-                        );
-                    }
-                    let raw = read.series.remove(0);
-                    let v = validate(raw, &Policy::default()).map_err(anyhow::Error::msg)?;
-                    if let Some(check) = v.report.fatal().next() {
-                        bail!(
-                            "{}: {} {} (ingest it to see the full report)",
-                            path.display(),
-                            check.count,
-                            check.kind.label()
-                        );
-                    }
-                    (path.display().to_string(), v.bars)
-                }
-                _ => bail!("give a stored SYMBOL or --input FILE"),
-            };
+            let set = load_set(&set)?;
+            let Loaded { name: label, bars, .. } = load_bars(home, symbol, timeframe, input)?;
             let started = std::time::Instant::now();
             let frame = compute(&set, &bars);
             let elapsed = started.elapsed();
@@ -172,6 +132,51 @@ pub fn run(home: &Path, cmd: FeaturesCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bars loaded for a command, with what annualising and messages need.
+pub struct Loaded {
+    /// "FILUSDT 1m" or the file's path.
+    pub name: String,
+    pub bars: quantpipe_core::Bars,
+    pub timeframe: Timeframe,
+}
+
+/// Bars from the store (SYMBOL and --timeframe) or straight from a file (--input), validated.
+pub fn load_bars(
+    home: &Path,
+    symbol: Option<String>,
+    timeframe: Option<String>,
+    input: Option<PathBuf>,
+) -> Result<Loaded> {
+    match (symbol, input) {
+        (Some(symbol), None) => {
+            let symbol = Symbol::new(&symbol)?;
+            let store = BarStore::open(home)?;
+            let tf = match timeframe {
+                Some(tf) => Timeframe::parse(&tf)?,
+                None => bail!("pass --timeframe (e.g. 1m); `quantpipe data list` shows what is stored"),
+            };
+            let (_, bars) = store.load(&symbol, tf)?;
+            Ok(Loaded { name: format!("{symbol} {tf}"), bars, timeframe: tf })
+        }
+        (None, Some(path)) => {
+            let mut read = read_bars(&path, &ReadOptions::default()).or_else(|_| {
+                read_bars(&path, &ReadOptions { symbol: Some(Symbol::new("INPUT")?), ..Default::default() })
+            })?;
+            if read.series.len() != 1 {
+                bail!("{}: holds {} symbols; ingest it and compute per symbol", path.display(), read.series.len());
+            }
+            let raw = read.series.remove(0);
+            let v = validate(raw, &Policy::default()).map_err(anyhow::Error::msg)?;
+            if let Some(check) = v.report.fatal().next() {
+                bail!("{}: {} {} (ingest it to see the full report)", path.display(), check.count, check.kind.label());
+            }
+            let timeframe = Timeframe::parse(&v.report.timeframe)?;
+            Ok(Loaded { name: path.display().to_string(), bars: v.bars, timeframe })
+        }
+        _ => bail!("give a stored SYMBOL or --input FILE"),
+    }
 }
 
 fn load_set(set: &str) -> Result<FeatureSet> {
@@ -260,7 +265,7 @@ fn cross_section(
     Ok(())
 }
 
-fn write_frame(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {
+pub fn write_frame(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("parquet") => quantpipe_data::parquet_io::write_columns(path, ts, columns)?,
         Some("csv") => write_csv(path, &ts, &columns)?,
@@ -328,7 +333,16 @@ fn write_csv(path: &Path, ts: &[i64], columns: &[(String, Vec<f64>)]) -> Result<
     for (i, &t) in ts.iter().enumerate() {
         row.clear();
         row.push(quantpipe_core::time::format_iso(t));
-        row.extend(columns.iter().map(|(_, c)| if c[i].is_nan() { String::new() } else { c[i].to_string() }));
+        row.extend(columns.iter().map(|(name, c)| {
+            if c[i].is_nan() {
+                String::new()
+            } else if name.ends_with("_ts") {
+                // Timestamps carried as columns (a label's end, a barrier's touch) read as times in CSV.
+                quantpipe_core::time::format_iso(c[i] as i64)
+            } else {
+                c[i].to_string()
+            }
+        }));
         w.write_record(&row)?;
     }
     w.flush()?;

@@ -2,6 +2,7 @@
 //! library crates' service functions and renders their results; it owns `anyhow` and exit codes.
 
 mod data_cmd;
+mod eval_cmd;
 mod features_cmd;
 mod render;
 
@@ -40,6 +41,19 @@ enum Command {
     /// The feature catalogue, and feature sets computed over stored bars or a file.
     #[command(subcommand)]
     Features(features_cmd::FeaturesCommand),
+    /// Training targets that look forward, each with its declared look-ahead: list kinds, compute labels.
+    #[command(subcommand)]
+    Labels(eval_cmd::LabelsCommand),
+    /// Honest validation: the purged, embargoed train/test splits a scheme makes.
+    #[command(subcommand)]
+    Validate(eval_cmd::ValidateCommand),
+    /// Backtest out-of-sample predictions with costs; compare with buy-and-hold; PSR, deflated Sharpe, PBO.
+    #[command(after_help = "Examples:\n  \
+quantpipe backtest --input oos_predictions.csv --timeframe 1m --long-above 0.55 --short-below 0.45 --fee-bps 4 --slippage-bps 2\n  \
+quantpipe backtest --input oos.csv --timeframe 1h --calendar fx --prob p_lgbm --prob p_linear --prob p_mlp --json\n\n\
+The input has one row per bar in time order: a close column, probability-of-up column(s) and optionally ts.\n\
+The position decided at a bar's close is traded at that close and held until the target changes.")]
+    Backtest(eval_cmd::BacktestArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +62,9 @@ fn main() -> ExitCode {
         Command::Ingest(args) => data_cmd::ingest(&cli.home, args),
         Command::Data(cmd) => data_cmd::data(&cli.home, cmd),
         Command::Features(cmd) => features_cmd::run(&cli.home, cmd),
+        Command::Labels(cmd) => eval_cmd::labels(&cli.home, cmd),
+        Command::Validate(cmd) => eval_cmd::validate(&cli.home, cmd),
+        Command::Backtest(args) => eval_cmd::backtest(args),
     };
     match result {
         Ok(code) => code,

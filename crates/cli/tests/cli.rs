@@ -176,3 +176,139 @@ fn cross_section_ranks_per_date_from_the_cli() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("not an output of set standard"));
 }
+
+#[test]
+fn labels_splits_and_backtest_from_the_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let sample = repo("data/sample/bitfinex_btcusd_1h.csv.gz");
+    assert!(quantpipe(home.path(), &["ingest", &sample]).status.success());
+
+    // Labels: JSON summary, the file written, and the drop counts add up.
+    let out_path = home.path().join("labels.csv");
+    let out = quantpipe(
+        home.path(),
+        &[
+            "labels",
+            "compute",
+            "BTCUSD",
+            "--timeframe",
+            "1h",
+            "--kind",
+            "horizon",
+            "--param",
+            r#"horizons=["4h", "1d"]"#,
+            "--weights",
+            "-o",
+            out_path.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "dir_4h");
+    assert_eq!(v["lookahead"], "1d");
+    let rows = v["rows"].as_u64().unwrap();
+    assert_eq!(rows + v["dropped"]["incomplete_window"].as_u64().unwrap(), 17583);
+    let csv = std::fs::read_to_string(&out_path).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header, "ts,end_ts,dir_4h,ret_4h,max_gain_4h,max_loss_4h,dir_1d,ret_1d,max_gain_1d,max_loss_1d,weight");
+    assert_eq!(csv.lines().count() as u64, rows + 1);
+    // end_ts is a time, one day after ts.
+    let first: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert!(first[1].ends_with('Z') && first[0] != first[1], "{first:?}");
+
+    // A bad parameter names the key; an unknown kind names the kind.
+    let bad = quantpipe(
+        home.path(),
+        &[
+            "labels",
+            "compute",
+            "BTCUSD",
+            "--timeframe",
+            "1h",
+            "--kind",
+            "horizon",
+            "--param",
+            "horizonz=[4]",
+            "-o",
+            "x.csv",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("horizonz"), "{}", text(&bad));
+    let bad =
+        quantpipe(home.path(), &["labels", "compute", "BTCUSD", "--timeframe", "1h", "--kind", "nope", "-o", "x.csv"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("nope"), "{}", text(&bad));
+
+    // Splits: purged k-fold purges around every test block; every row is tested once.
+    let out = quantpipe(
+        home.path(),
+        &[
+            "validate",
+            "splits",
+            "BTCUSD",
+            "--timeframe",
+            "1h",
+            "--kind",
+            "horizon",
+            "--param",
+            "horizons=[24]",
+            "--folds",
+            "4",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let splits = v["splits"].as_array().unwrap();
+    assert_eq!(splits.len(), 4);
+    let tested: u64 = splits.iter().map(|s| s["test_rows"].as_u64().unwrap()).sum();
+    assert_eq!(tested, v["rows"].as_u64().unwrap());
+    // 24 bars purged before each inner block, 24 after it, 24 embargoed (default: the look-ahead).
+    assert_eq!(splits[1]["purged"], 48);
+    assert_eq!(splits[1]["embargoed"], 24);
+
+    // Backtest of a prediction file: long when the last bar rose, on a smooth synthetic price.
+    let mut file = String::from("ts,close,p\n");
+    let mut previous = 100.0;
+    for i in 0..2000 {
+        let close = 100.0 * (1.0 + 0.01 * ((i as f64) * 0.05).sin());
+        let p = if close > previous { 0.8 } else { 0.2 };
+        file.push_str(&format!("{i},{close},{p}\n"));
+        previous = close;
+    }
+    let pred = home.path().join("pred.csv");
+    std::fs::write(&pred, file).unwrap();
+    let out = quantpipe(
+        home.path(),
+        &[
+            "backtest",
+            "--input",
+            pred.to_str().unwrap(),
+            "--prob",
+            "p",
+            "--timeframe",
+            "1h",
+            "--long-above",
+            "0.5",
+            "--fee-bps",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["strategy"]["bars"], 2000);
+    assert_eq!(v["periods_per_year"], 8760.0);
+    // Momentum on a smooth sine wins; buy-and-hold over whole cycles is near flat.
+    assert!(v["strategy"]["sharpe"].as_f64().unwrap() > 5.0, "{}", v["strategy"]);
+    assert!(v["buy_and_hold"]["trades"] == 1);
+
+    // A bad row is named by line and column.
+    std::fs::write(&pred, "close,p\n100,0.5\n101,1.5\n102,0.5\n").unwrap();
+    let bad =
+        quantpipe(home.path(), &["backtest", "--input", pred.to_str().unwrap(), "--prob", "p", "--timeframe", "1h"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("line 3") && text(&bad).contains("\"p\""), "{}", text(&bad));
+}

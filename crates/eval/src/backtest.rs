@@ -286,7 +286,8 @@ impl Backtest {
         let losses: f64 = self.trades.iter().map(|t| t.pnl).filter(|&x| x < 0.0).sum();
         p.trades = self.trades.len();
         p.win_rate = if self.trades.is_empty() { f64::NAN } else { wins.len() as f64 / self.trades.len() as f64 };
-        p.profit_factor = wins.iter().sum::<f64>() / -losses;
+        // `0.0 +` because an empty float sum is −0.0.
+        p.profit_factor = (0.0 + wins.iter().sum::<f64>()) / -losses;
         let years = self.returns.len() as f64 / periods_per_year;
         p.turnover_per_year = self.turnover / years;
         p.exposure = self.exposure.iter().filter(|&&x| x != 0.0).count() as f64 / self.exposure.len().max(1) as f64;
