@@ -190,7 +190,7 @@ fn leak_canary_is_flagged_and_purging_removes_the_overlap_edge() {
     // Without purging: rows drawn at random into the test set (what `KFold(shuffle=True)` does) sit
     // next to training rows whose 60-minute windows overlap theirs almost entirely.
     let mut rng = SplitMix(7);
-    let in_test: Vec<bool> = (0..n).map(|_| rng.next() % 5 == 0).collect();
+    let in_test: Vec<bool> = (0..n).map(|_| rng.next().is_multiple_of(5)).collect();
     let train: Vec<bool> = in_test.iter().map(|t| !t).collect();
     let unpurged = memoriser_accuracy(y, &train, (0..n).filter(|&i| in_test[i]));
 
