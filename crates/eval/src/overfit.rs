@@ -141,6 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn selecting_among_pure_noise_is_overfit_about_half_the_time() {
+        // 30 strategies of independent noise (SplitMix64 → uniform − ½): the in-sample winner is a
+        // random pick out of sample, so its rank falls in the bottom half in about half the splits.
+        let mut state = 11_u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let returns: Vec<Vec<f64>> = (0..30).map(|_| (0..2000).map(|_| 0.01 * next()).collect()).collect();
+        let pbo = probability_of_backtest_overfitting(&returns, 10).unwrap();
+        assert_eq!(pbo.splits, 252);
+        assert!(pbo.pbo > 0.3 && pbo.pbo < 0.7, "{}", pbo.pbo);
+    }
+
+    #[test]
     fn a_clear_winner_is_not_overfit() {
         // Strategy 0 earns steadily; the others are noise around zero.
         let mut returns = vec![(0..400).map(|i| 0.01 + 0.001 * ((i * 7) % 5) as f64).collect::<Vec<f64>>()];
