@@ -8,6 +8,7 @@
 //! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]).
 
 pub mod lightgbm;
+pub mod trees;
 
 use std::path::{Path, PathBuf};
 

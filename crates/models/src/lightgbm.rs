@@ -9,6 +9,7 @@ use lightgbm3::{Booster, ImportanceType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::trees::TreeEnsemble;
 use crate::{read_meta, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -251,12 +252,17 @@ unsafe impl Sync for SharedBooster {}
 
 pub struct LightGbmModel {
     booster: SharedBooster,
+    /// The same trees for in-process evaluation of single rows and small batches.
+    trees: TreeEnsemble,
     /// LightGBM's text model, exactly as written to `model.txt`.
     text: String,
     params: LightGbmParams,
     feature_names: Vec<String>,
     training: serde_json::Value,
 }
+
+/// Batches up to this many rows are evaluated in process.
+const SMALL_BATCH: usize = 256;
 
 fn lgbm(e: lightgbm3::Error) -> ModelError {
     ModelError::LightGbm(e.to_string())
@@ -316,6 +322,7 @@ impl LightGbmModel {
         let booster = Booster::train_with_valid(train, valid, &params.to_lightgbm()).map_err(lgbm)?;
         let seconds = started.elapsed().as_secs_f64();
         let text = booster.save_string().map_err(lgbm)?;
+        let trees = TreeEnsemble::parse(&text)?;
         let training = json!({
             "rows": train_rows.len(),
             "validation_rows": held,
@@ -325,6 +332,7 @@ impl LightGbmModel {
         });
         Ok(LightGbmModel {
             booster: SharedBooster(booster),
+            trees,
             text,
             params: params.clone(),
             feature_names: data.feature_names.to_vec(),
@@ -335,6 +343,17 @@ impl LightGbmModel {
     /// LightGBM's text model.
     pub fn model_text(&self) -> &str {
         &self.text
+    }
+
+    /// The in-process tree evaluator.
+    pub fn evaluator(&self) -> &TreeEnsemble {
+        &self.trees
+    }
+
+    /// Predictions through LightGBM's C API (multi-threaded; what large batches use).
+    pub fn predict_with_lightgbm(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
+        self.check_rows(rows)?;
+        self.booster.0.predict(rows, self.feature_names.len() as i32, true).map_err(lgbm)
     }
 
     pub fn params(&self) -> &LightGbmParams {
@@ -368,8 +387,13 @@ impl LightGbmModel {
                 ),
             });
         }
+        let trees = TreeEnsemble::parse(&text).map_err(|e| match e {
+            ModelError::Artifact { message, .. } => ModelError::Artifact { path: path.clone(), message },
+            other => other,
+        })?;
         Ok(LightGbmModel {
             booster: SharedBooster(booster),
+            trees,
             text,
             params,
             feature_names: meta.feature_names,
@@ -430,8 +454,12 @@ impl Model for LightGbmModel {
     }
 
     fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
-        self.check_rows(rows)?;
-        self.booster.0.predict(rows, self.feature_names.len() as i32, true).map_err(lgbm)
+        // Small batches in process (no FFI, no thread start-up); large ones through LightGBM's threads.
+        if self.check_rows(rows)? <= SMALL_BATCH {
+            Ok(self.trees.predict(rows))
+        } else {
+            self.predict_with_lightgbm(rows)
+        }
     }
 
     fn feature_importance(&self) -> Result<Vec<Importance>, ModelError> {

@@ -1,0 +1,272 @@
+//! A compact in-process evaluator of LightGBM's fitted trees, read from its text model: no FFI call,
+//! no thread pool, no allocation per row. Used for single rows and small batches (the server's hot
+//! path); it follows LightGBM's own decision rule (`Tree::NumericalDecision`) and output transforms
+//! (sigmoid, softmax, random-forest averaging), summing trees in the same order, so its outputs are
+//! LightGBM's (checked against Python LightGBM in the tests).
+
+use crate::ModelError;
+
+/// LightGBM's `kZeroThreshold`: |x| ≤ 1e-35 counts as zero for "zero as missing" splits.
+const ZERO_THRESHOLD: f64 = 1e-35;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Missing {
+    None,
+    Zero,
+    NaN,
+}
+
+/// One split node. Children ≥ 0 are nodes of the same tree; < 0 are leaves (`!child`).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    threshold: f64,
+    feature: u32,
+    left: i32,
+    right: i32,
+    default_left: bool,
+    missing: Missing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transform {
+    Identity,
+    Sigmoid(f64),
+    Softmax,
+}
+
+#[derive(Debug, Clone)]
+pub struct TreeEnsemble {
+    nodes: Vec<Node>,
+    leaves: Vec<f64>,
+    /// Per tree: first node, first leaf, and whether it is a single leaf.
+    trees: Vec<(u32, u32, bool)>,
+    outputs: usize,
+    features: usize,
+    transform: Transform,
+    /// Random forests average their trees instead of summing them.
+    average: bool,
+}
+
+fn bad(message: String) -> ModelError {
+    ModelError::Artifact { path: "model.txt".into(), message }
+}
+
+fn numbers<T: std::str::FromStr>(key: &str, value: &str, expected: usize) -> Result<Vec<T>, ModelError> {
+    let parsed: Result<Vec<T>, _> = value.split(' ').filter(|s| !s.is_empty()).map(str::parse).collect();
+    let v = parsed.map_err(|_| bad(format!("{key}: not a list of numbers")))?;
+    if v.len() != expected {
+        return Err(bad(format!("{key}: {} values, expected {expected}", v.len())));
+    }
+    Ok(v)
+}
+
+impl TreeEnsemble {
+    /// Reads LightGBM's text model. Refuses what this evaluator does not implement (categorical
+    /// splits, linear trees, objectives other than binary, multiclass, regression and quantile).
+    pub fn parse(text: &str) -> Result<TreeEnsemble, ModelError> {
+        let mut lines = text.lines();
+        let mut outputs = 1usize;
+        let mut features = 0usize;
+        let mut transform = None;
+        let mut average = false;
+        for line in lines.by_ref() {
+            if line.starts_with("Tree=") {
+                break;
+            }
+            if line == "average_output" {
+                average = true;
+            } else if let Some(v) = line.strip_prefix("num_tree_per_iteration=") {
+                outputs = v.parse().map_err(|_| bad(format!("bad line {line:?}")))?;
+            } else if let Some(v) = line.strip_prefix("max_feature_idx=") {
+                features = v.parse::<usize>().map_err(|_| bad(format!("bad line {line:?}")))? + 1;
+            } else if let Some(v) = line.strip_prefix("objective=") {
+                let mut parts = v.split(' ');
+                transform = Some(match parts.next() {
+                    Some("binary") => {
+                        let sigmoid = parts
+                            .find_map(|p| p.strip_prefix("sigmoid:"))
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| bad(format!("binary objective without sigmoid: {line:?}")))?;
+                        Transform::Sigmoid(sigmoid)
+                    }
+                    Some("multiclass") => Transform::Softmax,
+                    Some("regression") if parts.next().is_none() => Transform::Identity,
+                    Some("quantile") => Transform::Identity,
+                    _ => return Err(bad(format!("objective {v:?} is not evaluated in process"))),
+                });
+            }
+        }
+        let transform = transform.ok_or_else(|| bad("no objective line".into()))?;
+        let mut ensemble = TreeEnsemble {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+            trees: Vec::new(),
+            outputs,
+            features,
+            transform,
+            average,
+        };
+        // Each tree: key=value lines until a blank line.
+        let mut fields: Vec<(&str, &str)> = Vec::new();
+        for line in lines {
+            if line.is_empty() || line.starts_with("Tree=") || line == "end of trees" {
+                if !fields.is_empty() {
+                    ensemble.add_tree(&fields)?;
+                    fields.clear();
+                }
+                if line == "end of trees" {
+                    break;
+                }
+                continue;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                fields.push((k, v));
+            }
+        }
+        if ensemble.trees.is_empty() || ensemble.trees.len() % outputs != 0 {
+            return Err(bad(format!("{} trees for {outputs} outputs per iteration", ensemble.trees.len())));
+        }
+        Ok(ensemble)
+    }
+
+    fn add_tree(&mut self, fields: &[(&str, &str)]) -> Result<(), ModelError> {
+        let get = |key: &str| {
+            fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).ok_or_else(|| bad(format!("tree without {key}")))
+        };
+        let leaves: usize = get("num_leaves")?.parse().map_err(|_| bad("num_leaves".into()))?;
+        if get("num_cat")? != "0" {
+            return Err(bad("categorical splits are not evaluated in process".into()));
+        }
+        if fields.iter().any(|(k, v)| *k == "is_linear" && *v != "0") {
+            return Err(bad("linear trees are not evaluated in process".into()));
+        }
+        let leaf_values: Vec<f64> = numbers("leaf_value", get("leaf_value")?, leaves)?;
+        let first_node = self.nodes.len() as u32;
+        let first_leaf = self.leaves.len() as u32;
+        self.leaves.extend(leaf_values);
+        if leaves == 1 {
+            self.trees.push((first_node, first_leaf, true));
+            return Ok(());
+        }
+        let splits = leaves - 1;
+        let feature: Vec<u32> = numbers("split_feature", get("split_feature")?, splits)?;
+        let threshold: Vec<f64> = numbers("threshold", get("threshold")?, splits)?;
+        let decision: Vec<u8> = numbers("decision_type", get("decision_type")?, splits)?;
+        let left: Vec<i32> = numbers("left_child", get("left_child")?, splits)?;
+        let right: Vec<i32> = numbers("right_child", get("right_child")?, splits)?;
+        for k in 0..splits {
+            if feature[k] as usize >= self.features {
+                return Err(bad(format!("split on feature {} of {}", feature[k], self.features)));
+            }
+            for child in [left[k], right[k]] {
+                let ok = if child >= 0 { (child as usize) < splits } else { ((!child) as usize) < leaves };
+                if !ok {
+                    return Err(bad(format!("child {child} out of range")));
+                }
+            }
+            let missing = match (decision[k] >> 2) & 3 {
+                0 => Missing::None,
+                1 => Missing::Zero,
+                2 => Missing::NaN,
+                _ => return Err(bad(format!("decision_type {}", decision[k]))),
+            };
+            if decision[k] & 1 != 0 {
+                return Err(bad("categorical splits are not evaluated in process".into()));
+            }
+            self.nodes.push(Node {
+                threshold: threshold[k],
+                feature: feature[k],
+                left: left[k],
+                right: right[k],
+                default_left: decision[k] & 2 != 0,
+                missing,
+            });
+        }
+        self.trees.push((first_node, first_leaf, false));
+        Ok(())
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    fn leaf_of(&self, tree: (u32, u32, bool), row: &[f64]) -> f64 {
+        let (first_node, first_leaf, single) = tree;
+        if single {
+            return self.leaves[first_leaf as usize];
+        }
+        let nodes = &self.nodes[first_node as usize..];
+        let mut at = 0i32;
+        loop {
+            let n = nodes[at as usize];
+            let mut x = row[n.feature as usize];
+            if x.is_nan() && n.missing != Missing::NaN {
+                x = 0.0;
+            }
+            let go_default = match n.missing {
+                Missing::Zero => x > -ZERO_THRESHOLD && x <= ZERO_THRESHOLD,
+                Missing::NaN => x.is_nan(),
+                Missing::None => false,
+            };
+            let next = if go_default {
+                if n.default_left {
+                    n.left
+                } else {
+                    n.right
+                }
+            } else if x <= n.threshold {
+                n.left
+            } else {
+                n.right
+            };
+            if next < 0 {
+                return self.leaves[first_leaf as usize + (!next) as usize];
+            }
+            at = next;
+        }
+    }
+
+    /// Raw scores of one row (before the sigmoid/softmax) into `out` (`outputs()` values).
+    pub fn raw_row(&self, row: &[f64], out: &mut [f64]) {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (t, &tree) in self.trees.iter().enumerate() {
+            out[t % self.outputs] += self.leaf_of(tree, row);
+        }
+        if self.average {
+            let iterations = (self.trees.len() / self.outputs) as f64;
+            out.iter_mut().for_each(|o| *o /= iterations);
+        }
+    }
+
+    /// Predictions of one row into `out`: probabilities for classifiers, values for regressors.
+    pub fn predict_row(&self, row: &[f64], out: &mut [f64]) {
+        self.raw_row(row, out);
+        match self.transform {
+            Transform::Identity => {}
+            Transform::Sigmoid(s) => out[0] = 1.0 / (1.0 + (-s * out[0]).exp()),
+            Transform::Softmax => {
+                let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let mut sum = 0.0;
+                for o in out.iter_mut() {
+                    *o = (*o - max).exp();
+                    sum += *o;
+                }
+                out.iter_mut().for_each(|o| *o /= sum);
+            }
+        }
+    }
+
+    /// Predictions of row-major rows.
+    pub fn predict(&self, rows: &[f64]) -> Vec<f64> {
+        let n = rows.len() / self.features;
+        let mut out = vec![0.0; n * self.outputs];
+        for (row, o) in rows.chunks_exact(self.features).zip(out.chunks_exact_mut(self.outputs)) {
+            self.predict_row(row, o);
+        }
+        out
+    }
+}
