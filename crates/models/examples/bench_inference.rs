@@ -1,0 +1,83 @@
+//! Timing harness for `bench/inference.sh`: a LightGBM binary model (200 trees × 31 leaves) on
+//! FILUSDT 1m features; one-row and 100-row prediction through LightGBM's C API and through
+//! quantpipe's in-process evaluator. Writes the model and rows for the Python side; prints JSON.
+//!
+//! usage: bench_inference FILUSDT_CSV_GZ OUT_DIR
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use quantpipe_core::Symbol;
+use quantpipe_data::quality::{validate, Policy};
+use quantpipe_data::read::{read_bars, ReadOptions};
+use quantpipe_features::{compute, FeatureSet};
+use quantpipe_labels::LabelSpec;
+use quantpipe_models::lightgbm::{LightGbmModel, LightGbmParams};
+use quantpipe_models::{Dataset, Model, Task};
+
+/// Median seconds per call of `f` over `calls` calls, in 7 rounds.
+fn per_call(calls: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for i in 0..calls {
+                f(i);
+            }
+            t.elapsed().as_secs_f64() / calls as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[3]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = std::path::Path::new(&args[2]);
+    let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
+    let mut read = read_bars(std::path::Path::new(&args[1]), &opts).unwrap();
+    let bars = validate(read.series.remove(0), &Policy::default()).unwrap().bars;
+    let set = FeatureSet::standard();
+    let frame = compute(&set, &bars);
+    let labels = LabelSpec::from_toml("kind = \"horizon\"\nhorizons = [60]", "b").unwrap().compute(&bars, None).unwrap();
+    // 50 features without long warm-ups, rows past the warm-up.
+    let keep: Vec<usize> = (0..frame.names.len()).filter(|&c| frame.columns[c][5_000].is_finite()).take(50).collect();
+    let names: Vec<String> = keep.iter().map(|&c| frame.names[c].clone()).collect();
+    let rows: Vec<usize> = labels.row.iter().copied().filter(|&r| r >= 5_000).take(200_000).collect();
+    let y: Vec<f64> = rows.iter().map(|&r| labels.column("dir_60b").unwrap()[labels.row.binary_search(&r).unwrap()]).collect();
+    let d = names.len();
+    let columns = &frame.columns;
+    let x: Vec<f64> = rows.iter().flat_map(|&r| keep.iter().map(move |&c| columns[c][r])).collect();
+    let mut params = LightGbmParams::new(Task::Binary);
+    params.num_iterations = 200;
+    let data = Dataset { features: &x, feature_names: &names, labels: &y, weights: None, label_windows: None };
+    let model = LightGbmModel::fit(&data, &params).unwrap();
+    model.save(out).unwrap();
+    let test = &x[(rows.len() - 10_000) * d..];
+    std::fs::write(out.join("rows.f64"), test.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+
+    let row = |i: usize| &test[(i % 10_000) * d..(i % 10_000 + 1) * d];
+    let c_api_one = per_call(20_000, |i| {
+        black_box(model.predict_with_lightgbm(black_box(row(i))).unwrap());
+    });
+    let mut buffer = [0.0];
+    let ours_one = per_call(20_000, |i| {
+        model.evaluator().predict_row(black_box(row(i)), &mut buffer);
+        black_box(buffer[0]);
+    });
+    let batch = |i: usize| &test[(i % 99) * 100 * d..((i % 99) * 100 + 100) * d];
+    let c_api_100 = per_call(500, |i| {
+        black_box(model.predict_with_lightgbm(black_box(batch(i))).unwrap());
+    });
+    let ours_100 = per_call(500, |i| {
+        black_box(model.evaluator().predict(black_box(batch(i))));
+    });
+    println!(
+        "{{\"features\": {d}, \"trees\": {}, \"c_api_one_row_us\": {:.3}, \"quantpipe_one_row_us\": {:.3}, \
+         \"c_api_100_rows_us\": {:.3}, \"quantpipe_100_rows_us\": {:.3}}}",
+        model.iterations(),
+        c_api_one * 1e6,
+        ours_one * 1e6,
+        c_api_100 * 1e6,
+        ours_100 * 1e6
+    );
+}
