@@ -38,12 +38,14 @@ fn main() {
     let bars = validate(read.series.remove(0), &Policy::default()).unwrap().bars;
     let set = FeatureSet::standard();
     let frame = compute(&set, &bars);
-    let labels = LabelSpec::from_toml("kind = \"horizon\"\nhorizons = [60]", "b").unwrap().compute(&bars, None).unwrap();
+    let labels =
+        LabelSpec::from_toml("kind = \"horizon\"\nhorizons = [60]", "b").unwrap().compute(&bars, None).unwrap();
     // 50 features without long warm-ups, rows past the warm-up.
     let keep: Vec<usize> = (0..frame.names.len()).filter(|&c| frame.columns[c][5_000].is_finite()).take(50).collect();
     let names: Vec<String> = keep.iter().map(|&c| frame.names[c].clone()).collect();
     let rows: Vec<usize> = labels.row.iter().copied().filter(|&r| r >= 5_000).take(200_000).collect();
-    let y: Vec<f64> = rows.iter().map(|&r| labels.column("dir_60b").unwrap()[labels.row.binary_search(&r).unwrap()]).collect();
+    let y: Vec<f64> =
+        rows.iter().map(|&r| labels.column("dir_60b").unwrap()[labels.row.binary_search(&r).unwrap()]).collect();
     let d = names.len();
     let columns = &frame.columns;
     let x: Vec<f64> = rows.iter().flat_map(|&r| keep.iter().map(move |&c| columns[c][r])).collect();

@@ -123,7 +123,7 @@ impl TreeEnsemble {
                 fields.push((k, v));
             }
         }
-        if ensemble.trees.is_empty() || ensemble.trees.len() % outputs != 0 {
+        if ensemble.trees.is_empty() || !ensemble.trees.len().is_multiple_of(outputs) {
             return Err(bad(format!("{} trees for {outputs} outputs per iteration", ensemble.trees.len())));
         }
         Ok(ensemble)
@@ -194,47 +194,71 @@ impl TreeEnsemble {
         self.features
     }
 
-    fn leaf_of(&self, tree: (u32, u32, bool), row: &[f64]) -> f64 {
-        let (first_node, first_leaf, single) = tree;
-        if single {
-            return self.leaves[first_leaf as usize];
+    /// One step down a tree from node `at`: the next node, or a leaf as `!leaf`.
+    #[inline(always)]
+    fn step(&self, first_node: u32, at: i32, row: &[f64]) -> i32 {
+        let n = self.nodes[first_node as usize + at as usize];
+        let mut x = row[n.feature as usize];
+        if x.is_nan() && n.missing != Missing::NaN {
+            x = 0.0;
         }
-        let nodes = &self.nodes[first_node as usize..];
-        let mut at = 0i32;
-        loop {
-            let n = nodes[at as usize];
-            let mut x = row[n.feature as usize];
-            if x.is_nan() && n.missing != Missing::NaN {
-                x = 0.0;
-            }
-            let go_default = match n.missing {
-                Missing::Zero => x > -ZERO_THRESHOLD && x <= ZERO_THRESHOLD,
-                Missing::NaN => x.is_nan(),
-                Missing::None => false,
-            };
-            let next = if go_default {
-                if n.default_left {
-                    n.left
-                } else {
-                    n.right
-                }
-            } else if x <= n.threshold {
+        let go_default = match n.missing {
+            Missing::Zero => x > -ZERO_THRESHOLD && x <= ZERO_THRESHOLD,
+            Missing::NaN => x.is_nan(),
+            Missing::None => false,
+        };
+        if go_default {
+            if n.default_left {
                 n.left
             } else {
                 n.right
-            };
-            if next < 0 {
-                return self.leaves[first_leaf as usize + (!next) as usize];
             }
-            at = next;
+        } else if x <= n.threshold {
+            n.left
+        } else {
+            n.right
         }
     }
 
     /// Raw scores of one row (before the sigmoid/softmax) into `out` (`outputs()` values).
     pub fn raw_row(&self, row: &[f64], out: &mut [f64]) {
         out.iter_mut().for_each(|o| *o = 0.0);
-        for (t, &tree) in self.trees.iter().enumerate() {
-            out[t % self.outputs] += self.leaf_of(tree, row);
+        // Four trees walked in lockstep: their loads and comparisons overlap instead of waiting on
+        // each other. Leaf values are added in tree order, as LightGBM sums them.
+        const LANES: usize = 4;
+        let mut groups = self.trees.chunks_exact(LANES);
+        let mut t = 0;
+        for group in groups.by_ref() {
+            let mut at = [0i32; LANES];
+            for (a, tree) in at.iter_mut().zip(group) {
+                if tree.2 {
+                    *a = !0; // a single-leaf tree: leaf 0
+                }
+            }
+            loop {
+                let mut moving = false;
+                for k in 0..LANES {
+                    if at[k] >= 0 {
+                        at[k] = self.step(group[k].0, at[k], row);
+                        moving = true;
+                    }
+                }
+                if !moving {
+                    break;
+                }
+            }
+            for k in 0..LANES {
+                out[(t + k) % self.outputs] += self.leaves[group[k].1 as usize + (!at[k]) as usize];
+            }
+            t += LANES;
+        }
+        for tree in groups.remainder() {
+            let mut at = if tree.2 { !0 } else { 0 };
+            while at >= 0 {
+                at = self.step(tree.0, at, row);
+            }
+            out[t % self.outputs] += self.leaves[tree.1 as usize + (!at) as usize];
+            t += 1;
         }
         if self.average {
             let iterations = (self.trees.len() / self.outputs) as f64;
