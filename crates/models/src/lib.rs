@@ -12,6 +12,7 @@ pub mod trees;
 
 use std::path::{Path, PathBuf};
 
+use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use serde::{Deserialize, Serialize};
 
 /// Version of the artifact layout written by [`Model::save`]. Loading accepts every version up to this.
@@ -176,8 +177,18 @@ pub trait Model: Send + Sync {
     /// Per-feature contributions to one row's raw score (then the bias), per output: for LightGBM the
     /// exact TreeSHAP values. They sum to the raw (log-odds for classifiers) prediction.
     fn explain(&self, row: &[f64]) -> Result<Vec<f64>, ModelError>;
-    /// Writes the artifact directory (created if missing).
-    fn save(&self, dir: &Path) -> Result<(), ModelError>;
+    /// What `model.json` says about this model.
+    fn meta(&self) -> ArtifactMeta;
+    /// Writes the family's own files (not `model.json`) into an existing directory.
+    fn write_files(&self, dir: &Path) -> Result<(), ModelError>;
+    /// Writes the artifact directory (created if missing): the family's files, then `model.json`,
+    /// which is what makes the directory an artifact.
+    fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        self.write_files(dir)?;
+        let json = serde_json::to_vec_pretty(&self.meta()).expect("metadata serialises");
+        write_atomically(&dir.join("model.json"), &json)
+    }
 }
 
 /// The metadata file of every artifact.
@@ -192,17 +203,150 @@ pub struct ArtifactMeta {
     pub params: serde_json::Value,
     /// What training saw and did (rows, iterations kept, …).
     pub training: serde_json::Value,
+    /// Preprocessing fitted on the training rows, applied to every row before the model sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocessor>,
 }
 
-/// Loads any artifact directory written by [`Model::save`].
+/// A model family and its parameters, as written in a config (`[model]` with `kind = "…"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    Lightgbm(lightgbm::LightGbmParams),
+}
+
+impl ModelSpec {
+    pub fn task(&self) -> Result<Task, ModelError> {
+        match self {
+            ModelSpec::Lightgbm(p) => p.task(),
+        }
+    }
+
+    /// The preprocessing a family gets when the config names none: tree models take raw values and
+    /// route missing ones themselves.
+    pub fn default_preprocess(&self) -> PreprocessSpec {
+        match self {
+            ModelSpec::Lightgbm(_) => PreprocessSpec::identity(),
+        }
+    }
+}
+
+/// Fits preprocessing (when it is not the identity) and then the model on `data`, all of whose rows
+/// are the training window. The returned model applies the same preprocessing to every row it is
+/// given, and saves it in `model.json`.
+pub fn fit(
+    spec: &ModelSpec,
+    preprocess: Option<&PreprocessSpec>,
+    data: &Dataset,
+) -> Result<Box<dyn Model>, ModelError> {
+    data.validate()?;
+    let preprocess = preprocess.cloned().unwrap_or_else(|| spec.default_preprocess());
+    preprocess.validate().map_err(|m| ModelError::InvalidParams(format!("preprocess: {m}")))?;
+    let fitted =
+        (!preprocess.is_identity()).then(|| Preprocessor::fit_rows(&preprocess, data.features, data.n_features()));
+    let transformed;
+    let data = match &fitted {
+        Some(p) => {
+            transformed = preprocessed(p, data.features);
+            Dataset { features: &transformed, ..*data }
+        }
+        None => *data,
+    };
+    let model: Box<dyn Model> = match spec {
+        ModelSpec::Lightgbm(params) => Box::new(lightgbm::LightGbmModel::fit(&data, params)?),
+    };
+    Ok(match fitted {
+        Some(pre) => Box::new(Preprocessed { pre, inner: model }),
+        None => model,
+    })
+}
+
+fn preprocessed(p: &Preprocessor, rows: &[f64]) -> Vec<f64> {
+    let mut out = rows.to_vec();
+    out.chunks_exact_mut(p.width()).for_each(|row| p.apply_row(row));
+    out
+}
+
+/// A model behind its fitted preprocessing.
+pub struct Preprocessed {
+    pre: Preprocessor,
+    inner: Box<dyn Model>,
+}
+
+impl Preprocessed {
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.pre
+    }
+
+    pub fn inner(&self) -> &dyn Model {
+        self.inner.as_ref()
+    }
+
+    fn transform(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
+        let d = self.pre.width();
+        if rows.is_empty() || !rows.len().is_multiple_of(d) {
+            return Err(ModelError::InvalidData(format!("{} values are not whole rows of {d} features", rows.len())));
+        }
+        if let Some(k) = rows.iter().position(|v| v.is_infinite()) {
+            return Err(ModelError::InvalidData(format!(
+                "feature {:?} at row {} is {}",
+                self.inner.feature_names()[k % d],
+                k / d,
+                rows[k]
+            )));
+        }
+        Ok(preprocessed(&self.pre, rows))
+    }
+}
+
+impl Model for Preprocessed {
+    fn family(&self) -> &'static str {
+        self.inner.family()
+    }
+    fn task(&self) -> Task {
+        self.inner.task()
+    }
+    fn feature_names(&self) -> &[String] {
+        self.inner.feature_names()
+    }
+    fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
+        self.inner.predict(&self.transform(rows)?)
+    }
+    fn feature_importance(&self) -> Result<Vec<Importance>, ModelError> {
+        self.inner.feature_importance()
+    }
+    /// Contributions of the preprocessed features (each feature's own transformation is monotone,
+    /// so a contribution still belongs to the feature it is named after).
+    fn explain(&self, row: &[f64]) -> Result<Vec<f64>, ModelError> {
+        self.inner.explain(&self.transform(row)?)
+    }
+    fn meta(&self) -> ArtifactMeta {
+        ArtifactMeta { preprocess: Some(self.pre.clone()), ..self.inner.meta() }
+    }
+    fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
+        self.inner.write_files(dir)
+    }
+}
+
+/// Loads any artifact directory written by [`Model::save`], with its preprocessing.
 pub fn load(dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     let meta = read_meta(dir)?;
-    match meta.family.as_str() {
-        "lightgbm" => Ok(Box::new(lightgbm::LightGbmModel::load(dir)?)),
-        other => Err(ModelError::Artifact {
+    let model: Box<dyn Model> = match meta.family.as_str() {
+        "lightgbm" => Box::new(lightgbm::LightGbmModel::load(dir)?),
+        other => {
+            return Err(ModelError::Artifact {
+                path: dir.join("model.json"),
+                message: format!("unknown model family {other:?} (known: lightgbm)"),
+            })
+        }
+    };
+    match meta.preprocess {
+        Some(pre) if pre.width() != meta.feature_names.len() => Err(ModelError::Artifact {
             path: dir.join("model.json"),
-            message: format!("unknown model family {other:?} (known: lightgbm)"),
+            message: format!("preprocess has {} columns, feature_names {}", pre.width(), meta.feature_names.len()),
         }),
+        Some(pre) => Ok(Box::new(Preprocessed { pre, inner: model })),
+        None => Ok(model),
     }
 }
 

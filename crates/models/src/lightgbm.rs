@@ -487,19 +487,19 @@ impl Model for LightGbmModel {
         self.booster.0.predict_contrib(row, self.feature_names.len() as i32, true).map_err(lgbm)
     }
 
-    fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-        let meta = ArtifactMeta {
+    fn meta(&self) -> ArtifactMeta {
+        ArtifactMeta {
             format_version: crate::ARTIFACT_FORMAT_VERSION,
             family: "lightgbm".into(),
             task: self.task(),
             feature_names: self.feature_names.clone(),
             params: serde_json::to_value(&self.params).expect("parameters serialise"),
             training: self.training.clone(),
-        };
-        // The model file first: model.json is what makes the directory an artifact.
-        write_atomically(&dir.join("model.txt"), self.text.as_bytes())?;
-        let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
-        write_atomically(&dir.join("model.json"), &json)
+            preprocess: None,
+        }
+    }
+
+    fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
+        write_atomically(&dir.join("model.txt"), self.text.as_bytes())
     }
 }
