@@ -8,6 +8,7 @@
 //! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]).
 
 pub mod lightgbm;
+pub mod onnx;
 pub mod trees;
 
 use std::path::{Path, PathBuf};
@@ -177,6 +178,10 @@ pub trait Model: Send + Sync {
     /// Per-feature contributions to one row's raw score (then the bias), per output: for LightGBM the
     /// exact TreeSHAP values. They sum to the raw (log-odds for classifiers) prediction.
     fn explain(&self, row: &[f64]) -> Result<Vec<f64>, ModelError>;
+    /// The model as an ONNX file, for other runtimes; families without an export say so.
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        Err(ModelError::InvalidParams(format!("ONNX export of {} models is not available", self.family())))
+    }
     /// What `model.json` says about this model.
     fn meta(&self) -> ArtifactMeta;
     /// Writes the family's own files (not `model.json`) into an existing directory.
@@ -319,6 +324,12 @@ impl Model for Preprocessed {
     /// so a contribution still belongs to the feature it is named after).
     fn explain(&self, row: &[f64]) -> Result<Vec<f64>, ModelError> {
         self.inner.explain(&self.transform(row)?)
+    }
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        Err(ModelError::InvalidParams(
+            "ONNX export of a model with fitted preprocessing is not available yet (export trees trained without it)"
+                .into(),
+        ))
     }
     fn meta(&self) -> ArtifactMeta {
         ArtifactMeta { preprocess: Some(self.pre.clone()), ..self.inner.meta() }

@@ -487,6 +487,10 @@ impl Model for LightGbmModel {
         self.booster.0.predict_contrib(row, self.feature_names.len() as i32, true).map_err(lgbm)
     }
 
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        self.trees.to_onnx(self.task(), &self.feature_names)
+    }
+
     fn meta(&self) -> ArtifactMeta {
         ArtifactMeta {
             format_version: crate::ARTIFACT_FORMAT_VERSION,

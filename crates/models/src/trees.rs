@@ -10,7 +10,7 @@ use crate::ModelError;
 const ZERO_THRESHOLD: f64 = 1e-35;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Missing {
+pub(crate) enum Missing {
     None,
     Zero,
     NaN,
@@ -18,17 +18,17 @@ enum Missing {
 
 /// One split node. Children ≥ 0 are nodes of the same tree; < 0 are leaves (`!child`).
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    threshold: f64,
-    feature: u32,
-    left: i32,
-    right: i32,
-    default_left: bool,
-    missing: Missing,
+pub(crate) struct Node {
+    pub threshold: f64,
+    pub feature: u32,
+    pub left: i32,
+    pub right: i32,
+    pub default_left: bool,
+    pub missing: Missing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Transform {
+pub(crate) enum Transform {
     Identity,
     Sigmoid(f64),
     Softmax,
@@ -192,6 +192,28 @@ impl TreeEnsemble {
 
     pub fn features(&self) -> usize {
         self.features
+    }
+
+    pub fn tree_count(&self) -> usize {
+        self.trees.len()
+    }
+
+    pub(crate) fn transform(&self) -> Transform {
+        self.transform
+    }
+
+    /// Random forests average their trees.
+    pub fn average_output(&self) -> bool {
+        self.average
+    }
+
+    /// Tree `t`'s split nodes and leaf values.
+    pub(crate) fn tree(&self, t: usize) -> (&[Node], &[f64]) {
+        let (node, leaf, single) = self.trees[t];
+        let (next_node, next_leaf) =
+            self.trees.get(t + 1).map_or((self.nodes.len(), self.leaves.len()), |n| (n.0 as usize, n.1 as usize));
+        let nodes = if single { &self.nodes[..0] } else { &self.nodes[node as usize..next_node] };
+        (nodes, &self.leaves[leaf as usize..next_leaf])
     }
 
     /// One step down a tree from node `at`: the next node, or a leaf as `!leaf`.
