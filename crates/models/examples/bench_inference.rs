@@ -7,11 +7,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use quantpipe_core::Symbol;
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
-use quantpipe_features::{compute, FeatureSet};
-use quantpipe_labels::LabelSpec;
+mod common;
+
 use quantpipe_models::lightgbm::{LightGbmModel, LightGbmParams};
 use quantpipe_models::{Dataset, Model, Task};
 
@@ -33,28 +30,15 @@ fn per_call(calls: usize, mut f: impl FnMut(usize)) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let out = std::path::Path::new(&args[2]);
-    let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
-    let mut read = read_bars(std::path::Path::new(&args[1]), &opts).unwrap();
-    let bars = validate(read.series.remove(0), &Policy::default()).unwrap().bars;
-    let set = FeatureSet::standard();
-    let frame = compute(&set, &bars);
-    let labels =
-        LabelSpec::from_toml("kind = \"horizon\"\nhorizons = [60]", "b").unwrap().compute(&bars, None).unwrap();
-    // 50 features without long warm-ups, rows past the warm-up.
-    let keep: Vec<usize> = (0..frame.names.len()).filter(|&c| frame.columns[c][5_000].is_finite()).take(50).collect();
-    let names: Vec<String> = keep.iter().map(|&c| frame.names[c].clone()).collect();
-    let rows: Vec<usize> = labels.row.iter().copied().filter(|&r| r >= 5_000).take(200_000).collect();
-    let y: Vec<f64> =
-        rows.iter().map(|&r| labels.column("dir_60b").unwrap()[labels.row.binary_search(&r).unwrap()]).collect();
+    let common::Matrix { names, x, y } = common::fil_matrix(std::path::Path::new(&args[1]));
     let d = names.len();
-    let columns = &frame.columns;
-    let x: Vec<f64> = rows.iter().flat_map(|&r| keep.iter().map(move |&c| columns[c][r])).collect();
+    let rows = y.len();
     let mut params = LightGbmParams::new(Task::Binary);
     params.num_iterations = 200;
     let data = Dataset { features: &x, feature_names: &names, labels: &y, weights: None, label_windows: None };
     let model = LightGbmModel::fit(&data, &params).unwrap();
     model.save(out).unwrap();
-    let test = &x[(rows.len() - 10_000) * d..];
+    let test = &x[(rows - 10_000) * d..];
     std::fs::write(out.join("rows.f64"), test.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
 
     let row = |i: usize| &test[(i % 10_000) * d..(i % 10_000 + 1) * d];

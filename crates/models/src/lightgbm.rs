@@ -196,8 +196,9 @@ impl LightGbmParams {
         }
     }
 
-    /// The parameters in LightGBM's vocabulary.
-    fn to_lightgbm(&self) -> serde_json::Value {
+    /// The parameters in LightGBM's vocabulary, as passed to its C library (and to Python LightGBM
+    /// by the benchmarks, to train the same model).
+    pub fn to_lightgbm(&self) -> serde_json::Value {
         let task = self.task().expect("validated before training");
         let (objective, metric) = match task {
             Task::Binary => ("binary", "binary_logloss"),
