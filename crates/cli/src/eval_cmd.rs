@@ -20,12 +20,12 @@ use crate::render::{right, table};
 #[derive(Args)]
 pub struct BarsArgs {
     /// A stored symbol (see `quantpipe data list`).
-    symbol: Option<String>,
+    pub symbol: Option<String>,
     #[arg(long)]
-    timeframe: Option<String>,
+    pub timeframe: Option<String>,
     /// Read bars from this file instead of the store (any format `quantpipe ingest` reads).
     #[arg(long, conflicts_with = "symbol")]
-    input: Option<PathBuf>,
+    pub input: Option<PathBuf>,
 }
 
 /// Which label: a TOML file, or a kind with its defaults and overrides.
@@ -43,7 +43,7 @@ pub struct LabelArgs {
 }
 
 impl LabelArgs {
-    fn spec(&self) -> Result<LabelSpec> {
+    pub fn spec(&self) -> Result<LabelSpec> {
         let (mut text, source) = match (&self.label, &self.kind) {
             (Some(path), None) => (
                 std::fs::read_to_string(path).with_context(|| format!("reading label file {}", path.display()))?,

@@ -179,7 +179,7 @@ pub fn load_bars(
     }
 }
 
-fn load_set(set: &str) -> Result<FeatureSet> {
+pub fn load_set(set: &str) -> Result<FeatureSet> {
     if set == "standard" {
         return Ok(FeatureSet::standard());
     }

@@ -5,6 +5,7 @@ mod data_cmd;
 mod eval_cmd;
 mod features_cmd;
 mod render;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,10 @@ quantpipe backtest --input oos.csv --timeframe 1h --calendar fx --prob p_lgbm --
 The input has one row per bar in time order: a close column, probability-of-up column(s) and optionally ts.\n\
 The position decided at a bar's close is traded at that close and held until the target changes.")]
     Backtest(eval_cmd::BacktestArgs),
+    /// Train a model on features and a label: fitted on the earlier rows, scored on the held-out later
+    /// rows (purged by label windows), saved as an artifact directory, optionally exported to ONNX.
+    #[command(after_help = train_cmd::EXAMPLES)]
+    Train(train_cmd::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Labels(cmd) => eval_cmd::labels(&cli.home, cmd),
         Command::Validate(cmd) => eval_cmd::validate(&cli.home, cmd),
         Command::Backtest(args) => eval_cmd::backtest(args),
+        Command::Train(args) => train_cmd::train(&cli.home, args),
     };
     match result {
         Ok(code) => code,

@@ -312,3 +312,58 @@ fn labels_splits_and_backtest_from_the_cli() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("line 3") && text(&bad).contains("\"p\""), "{}", text(&bad));
 }
+
+#[test]
+fn train_holds_out_purges_saves_and_exports() {
+    let home = tempfile::tempdir().unwrap();
+    let sample = repo("data/sample/bitfinex_btcusd_1h.csv.gz");
+    assert!(quantpipe(home.path(), &["ingest", &sample]).status.success());
+    let model_dir = home.path().join("model");
+    let onnx = home.path().join("model.onnx");
+    let args = |model: &str| {
+        vec![
+            "train".to_string(),
+            "BTCUSD".into(),
+            "--timeframe".into(),
+            "1h".into(),
+            "--kind".into(),
+            "horizon".into(),
+            "--param".into(),
+            r#"horizons=["4h"]"#.into(),
+            "--model".into(),
+            model.into(),
+            "-o".into(),
+            model_dir.to_str().unwrap().into(),
+            "--onnx".into(),
+            onnx.to_str().unwrap().into(),
+            "--json".into(),
+        ]
+    };
+    let direction = repo("docs/models/direction_lightgbm.toml");
+    let a = args(&direction);
+    let out = quantpipe(home.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "dir_4h");
+    assert_eq!(v["classes"], serde_json::json!([0.0, 1.0]));
+    // Labels look 4 bars ahead: the 4 rows before the first test row are purged.
+    assert_eq!(v["purged_rows"], 4);
+    let (train, test) = (v["train_rows"].as_u64().unwrap(), v["test_rows"].as_u64().unwrap());
+    assert_eq!(test, ((train + 4 + test) as f64 * 0.2).round() as u64);
+    let auc = v["test_scores"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.0 && auc < 1.0, "{v}");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model_dir.join("train.json")).unwrap()).unwrap();
+    assert_eq!(saved, v);
+    assert!(model_dir.join("model.txt").exists() && model_dir.join("model.json").exists());
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 1000);
+
+    // A misspelt parameter is named with the file; the exit code is 1.
+    let bad = home.path().join("bad.toml");
+    std::fs::write(&bad, "kind = \"lightgbm\"\nobjective = \"binary\"\nnum_iteration = 5\n").unwrap();
+    let a = args(bad.to_str().unwrap());
+    let out = quantpipe(home.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("num_iteration"), "{err}");
+}

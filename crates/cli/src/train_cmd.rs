@@ -1,0 +1,215 @@
+//! `quantpipe train`: features and a label over stored bars (or a file), a model fitted on the
+//! earlier part, scored on the held-out later part (purged by label windows), saved as an artifact
+//! directory, optionally exported to ONNX.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use quantpipe_core::preprocess::PreprocessSpec;
+use quantpipe_eval::metrics::{binary_scores, regression_scores};
+use quantpipe_features::compute;
+use quantpipe_models::{fit, Dataset, ModelSpec, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::eval_cmd::{BarsArgs, LabelArgs};
+use crate::features_cmd::{load_bars, load_set};
+use crate::render::{right, table};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    bars: BarsArgs,
+    /// Feature set: "standard" or a feature-set TOML file.
+    #[arg(long, default_value = "standard")]
+    set: String,
+    #[command(flatten)]
+    label: LabelArgs,
+    /// The label column to learn (default: the label's own target, e.g. dir_1h).
+    #[arg(long)]
+    target: Option<String>,
+    /// Model file (TOML): `kind = "lightgbm"`, its parameters, and optionally a `[preprocess]` table.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// The last fraction of labelled rows, in time order, held out for scoring (training rows whose
+    /// labels reach into it are purged).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Artifact directory to write (model.json, model.txt, train.json).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also export the model to this ONNX file.
+    #[arg(long)]
+    onnx: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The model file: a model spec and its preprocessing. (Unknown keys are refused by the model's
+/// parameters, which see every key but `preprocess`.)
+#[derive(Deserialize)]
+struct ModelFile {
+    #[serde(flatten)]
+    model: ModelSpec,
+    preprocess: Option<PreprocessSpec>,
+}
+
+/// What `train.json` records beside the artifact, and what `--json` prints.
+#[derive(Serialize)]
+struct TrainReport {
+    data: String,
+    feature_set: String,
+    features: usize,
+    label: serde_json::Value,
+    target: String,
+    /// Label values in class order, for classifiers (class k is the k-th value).
+    classes: Option<Vec<f64>>,
+    train_rows: usize,
+    purged_rows: usize,
+    test_rows: usize,
+    train_seconds: f64,
+    test_scores: serde_json::Value,
+    artifact: PathBuf,
+    onnx: Option<PathBuf>,
+}
+
+pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
+    let spec = args.label.spec()?;
+    let model_text =
+        std::fs::read_to_string(&args.model).with_context(|| format!("reading model file {}", args.model.display()))?;
+    let model_file: ModelFile =
+        toml::from_str(&model_text).map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
+    let task = model_file.model.task()?;
+    if !(args.test_fraction > 0.0 && args.test_fraction < 0.9) {
+        bail!("--test-fraction {}: expected 0 < f < 0.9", args.test_fraction);
+    }
+    let set = load_set(&args.set)?;
+    let loaded = load_bars(home, args.bars.symbol, args.bars.timeframe, args.bars.input)?;
+    let frame = compute(&set, &loaded.bars);
+    let labels = spec.compute(&loaded.bars, None)?;
+    let target = args.target.clone().unwrap_or_else(|| labels.target.clone());
+    let Some(y_all) = labels.column(&target) else {
+        let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
+        bail!("--target {target:?} is not a column of this label (columns: {})", names.join(", "));
+    };
+    // Rows from the end of the feature set's warm-up (the first bar where every feature has a value).
+    let d = frame.names.len();
+    let warm = (0..loaded.bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(0);
+    let keep: Vec<usize> = (0..labels.len()).filter(|&k| labels.row[k] >= warm && y_all[k].is_finite()).collect();
+    if keep.len() < 100 {
+        bail!("{}: only {} labelled rows after the features' warm-up", loaded.name, keep.len());
+    }
+    // Class values → 0..k, in sorted order.
+    let classes: Option<Vec<f64>> = task.is_classification().then(|| {
+        let mut v: Vec<f64> = keep.iter().map(|&k| y_all[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    });
+    if let (Some(values), Task::Binary | Task::Multiclass { .. }) = (&classes, task) {
+        if values.len() != task.outputs().max(2) {
+            bail!(
+                "{target} has {} distinct values ({values:?}) but the model expects {} classes",
+                values.len(),
+                task.outputs().max(2)
+            );
+        }
+    }
+    let encode = |v: f64| match &classes {
+        Some(values) => values.iter().position(|&c| c == v).expect("a seen value") as f64,
+        None => v,
+    };
+    let cut = keep.len() - ((keep.len() as f64 * args.test_fraction).round() as usize).max(1);
+    let first_test_ts = labels.ts[keep[cut]];
+    let train_rows: Vec<usize> = keep[..cut].iter().copied().filter(|&k| labels.end_ts[k] < first_test_ts).collect();
+    let test_rows = &keep[cut..];
+    let gather = |rows: &[usize]| -> Vec<f64> {
+        rows.iter().flat_map(|&k| frame.columns.iter().map(|c| c[labels.row[k]]).collect::<Vec<f64>>()).collect()
+    };
+    let (x_train, x_test) = (gather(&train_rows), gather(test_rows));
+    let y_train: Vec<f64> = train_rows.iter().map(|&k| encode(y_all[k])).collect();
+    let y_test: Vec<f64> = test_rows.iter().map(|&k| encode(y_all[k])).collect();
+    let (start, end): (Vec<i64>, Vec<i64>) = train_rows.iter().map(|&k| (labels.ts[k], labels.end_ts[k])).unzip();
+    let data = Dataset {
+        features: &x_train,
+        feature_names: &frame.names,
+        labels: &y_train,
+        weights: None,
+        label_windows: Some((&start, &end)),
+    };
+    let started = std::time::Instant::now();
+    let model = fit(&model_file.model, model_file.preprocess.as_ref(), &data)?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let predictions = model.predict(&x_test)?;
+    let test_scores = match task {
+        Task::Binary => serde_json::to_value(binary_scores(&y_test, &predictions, 0.5)?)?,
+        Task::Multiclass { classes } => {
+            let correct = predictions
+                .chunks_exact(classes)
+                .zip(&y_test)
+                .filter(|(p, &y)| (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])) == Some(y as usize))
+                .count();
+            serde_json::json!({ "rows": y_test.len(), "accuracy": correct as f64 / y_test.len() as f64 })
+        }
+        Task::Regression | Task::Quantile { .. } => serde_json::to_value(regression_scores(&y_test, &predictions)?)?,
+    };
+    model.save(&args.output)?;
+    if let Some(path) = &args.onnx {
+        std::fs::write(path, model.to_onnx()?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let report = TrainReport {
+        data: loaded.name.clone(),
+        feature_set: set.name.clone(),
+        features: d,
+        label: serde_json::to_value(&spec)?,
+        target,
+        classes,
+        train_rows: train_rows.len(),
+        purged_rows: cut - train_rows.len(),
+        test_rows: test_rows.len(),
+        train_seconds,
+        test_scores,
+        artifact: args.output.clone(),
+        onnx: args.onnx.clone(),
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(args.output.join("train.json"), &json)
+        .with_context(|| format!("writing {}", args.output.join("train.json").display()))?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &TrainReport) {
+    println!(
+        "{}: {} features ({}), target {}, {} training rows ({} purged before the test rows), {} test rows",
+        r.data, r.features, r.feature_set, r.target, r.train_rows, r.purged_rows, r.test_rows
+    );
+    let mut t = table(&["held-out score", "value"]);
+    if let Some(scores) = r.test_scores.as_object() {
+        for (k, v) in scores {
+            if let Some(x) = v.as_f64().filter(|_| k != "rows" && k != "positives") {
+                t.add_row(vec![k.clone(), format!("{x:.4}")]);
+            }
+        }
+    }
+    right(&mut t, &[1]);
+    println!("{t}");
+    println!("trained in {:.2} s; model written to {}", r.train_seconds, r.artifact.display());
+    if let Some(onnx) = &r.onnx {
+        println!("ONNX export: {}", onnx.display());
+    }
+}
+
+pub const EXAMPLES: &str = "Examples:\n  \
+quantpipe train FILUSDT --timeframe 1m --kind horizon --param 'horizons=[\"1h\"]' --model docs/models/direction_lightgbm.toml -o models/fil_dir_1h\n  \
+quantpipe train FILUSDT --timeframe 1m --kind horizon --param 'horizons=[\"1h\"]' --target ret_1h --model docs/models/return_regressor.toml -o models/fil_ret --onnx fil_ret.onnx\n  \
+quantpipe train --input bars.csv --kind triple_barrier --param 'horizon=\"2h\"' --model docs/models/barrier_multiclass.toml -o models/tb --json\n\n\
+The model file names the family and its parameters (docs/models.md), e.g.\n  \
+kind = \"lightgbm\"\n  objective = \"binary\"\n  num_iterations = 200\n  [preprocess]   # optional; trees default to raw values with NaN kept\n  impute = \"median\"\n\n\
+Classes are the target's distinct values in sorted order (class k is the k-th); train.json beside the\n\
+model records them, the label, the rows used and the held-out scores.";
