@@ -211,5 +211,5 @@ quantpipe train FILUSDT --timeframe 1m --kind horizon --param 'horizons=[\"1h\"]
 quantpipe train --input bars.csv --kind triple_barrier --param 'horizon=\"2h\"' --model docs/models/barrier_multiclass.toml -o models/tb --json\n\n\
 The model file names the family and its parameters (docs/models.md), e.g.\n  \
 kind = \"lightgbm\"\n  objective = \"binary\"\n  num_iterations = 200\n  [preprocess]   # optional; trees default to raw values with NaN kept\n  impute = \"median\"\n\n\
-Classes are the target's distinct values in sorted order (class k is the k-th); train.json beside the\n\
-model records them, the label, the rows used and the held-out scores.";
+Classes are the target's distinct values in sorted order (class k is the k-th).\n\
+train.json beside the model records them, the label, the rows used and the held-out scores.";
