@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantpipe_core::preprocess::PreprocessSpec;
-use quantpipe_eval::metrics::{binary_scores, regression_scores};
+use quantpipe_eval::metrics::{binary_scores, confusion_matrix, regression_scores};
 use quantpipe_features::compute;
 use quantpipe_models::{fit, Dataset, ModelSpec, Task};
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,7 @@ pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
         v.dedup();
         v
     });
-    if let (Some(values), Task::Binary | Task::Multiclass { .. }) = (&classes, task) {
+    if let Some(values) = &classes {
         if values.len() != task.outputs().max(2) {
             bail!(
                 "{target} has {} distinct values ({values:?}) but the model expects {} classes",
@@ -145,18 +145,25 @@ pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
     let test_scores = match task {
         Task::Binary => serde_json::to_value(binary_scores(&y_test, &predictions, 0.5)?)?,
         Task::Multiclass { classes } => {
-            let correct = predictions
+            let predicted: Vec<f64> = predictions
                 .chunks_exact(classes)
-                .zip(&y_test)
-                .filter(|(p, &y)| (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])) == Some(y as usize))
-                .count();
-            serde_json::json!({ "rows": y_test.len(), "accuracy": correct as f64 / y_test.len() as f64 })
+                .map(|p| (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0) as f64)
+                .collect();
+            let confusion = confusion_matrix(&y_test, &predicted, classes)?;
+            let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
+            serde_json::json!({
+                "rows": y_test.len(),
+                "accuracy": correct as f64 / y_test.len() as f64,
+                "confusion": confusion,
+            })
         }
         Task::Regression | Task::Quantile { .. } => serde_json::to_value(regression_scores(&y_test, &predictions)?)?,
     };
+    // Exported before anything is written, so a refused export leaves no half-reported model behind.
+    let onnx = args.onnx.as_ref().map(|_| model.to_onnx()).transpose()?;
     model.save(&args.output)?;
-    if let Some(path) = &args.onnx {
-        std::fs::write(path, model.to_onnx()?).with_context(|| format!("writing {}", path.display()))?;
+    if let (Some(path), Some(bytes)) = (&args.onnx, onnx) {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     let report = TrainReport {
         data: loaded.name.clone(),

@@ -288,18 +288,7 @@ impl Preprocessed {
     }
 
     fn transform(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
-        let d = self.pre.width();
-        if rows.is_empty() || !rows.len().is_multiple_of(d) {
-            return Err(ModelError::InvalidData(format!("{} values are not whole rows of {d} features", rows.len())));
-        }
-        if let Some(k) = rows.iter().position(|v| v.is_infinite()) {
-            return Err(ModelError::InvalidData(format!(
-                "feature {:?} at row {} is {}",
-                self.inner.feature_names()[k % d],
-                k / d,
-                rows[k]
-            )));
-        }
+        check_rows(self.inner.feature_names(), rows)?;
         Ok(preprocessed(&self.pre, rows))
     }
 }
@@ -337,6 +326,24 @@ impl Model for Preprocessed {
     fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
         self.inner.write_files(dir)
     }
+}
+
+/// Checks rows given for prediction: whole rows of `feature_names.len()` values, none infinite (NaN is
+/// a missing value). Returns the number of rows.
+pub(crate) fn check_rows(feature_names: &[String], rows: &[f64]) -> Result<usize, ModelError> {
+    let d = feature_names.len();
+    if rows.is_empty() || !rows.len().is_multiple_of(d) {
+        return Err(ModelError::InvalidData(format!("{} values are not whole rows of {d} features", rows.len())));
+    }
+    if let Some(k) = rows.iter().position(|v| v.is_infinite()) {
+        return Err(ModelError::InvalidData(format!(
+            "feature {:?} at row {} is {}",
+            feature_names[k % d],
+            k / d,
+            rows[k]
+        )));
+    }
+    Ok(rows.len() / d)
 }
 
 /// Loads any artifact directory written by [`Model::save`], with its preprocessing.

@@ -403,19 +403,7 @@ impl LightGbmModel {
     }
 
     fn check_rows(&self, rows: &[f64]) -> Result<usize, ModelError> {
-        let d = self.feature_names.len();
-        if rows.is_empty() || !rows.len().is_multiple_of(d) {
-            return Err(ModelError::InvalidData(format!("{} values are not whole rows of {d} features", rows.len())));
-        }
-        if let Some(k) = rows.iter().position(|v| v.is_infinite()) {
-            return Err(ModelError::InvalidData(format!(
-                "feature {:?} at row {} is {}",
-                self.feature_names[k % d],
-                k / d,
-                rows[k]
-            )));
-        }
-        Ok(rows.len() / d)
+        crate::check_rows(&self.feature_names, rows)
     }
 }
 

@@ -246,7 +246,6 @@ impl TreeEnsemble {
             attr_ints("nodes_missing_value_tracks_true", &nodes.missing_tracks_true),
             attr_string("post_transform", post_transform),
         ];
-        let n = Dim::Named("N");
         let (op, outputs) = if task.is_classification() {
             let classes = task.outputs().max(2);
             let labels: Vec<i64> = (0..classes as i64).collect();
@@ -258,8 +257,8 @@ impl TreeEnsemble {
                 attr_ints("classlabels_int64s", &labels),
             ]);
             let outputs = vec![
-                tensor_info("label", INT64, &[Dim::Named("N")]),
-                tensor_info("probabilities", FLOAT, &[Dim::Named("N"), Dim::Fixed(classes as i64)]),
+                ("label", tensor_info("label", INT64, &[Dim::Named("N")])),
+                ("probabilities", tensor_info("probabilities", FLOAT, &[Dim::Named("N"), Dim::Fixed(classes as i64)])),
             ];
             ("TreeEnsembleClassifier", outputs)
         } else {
@@ -271,15 +270,16 @@ impl TreeEnsemble {
                 attr_int("n_targets", 1),
                 attr_string("aggregate_function", "SUM"),
             ]);
-            ("TreeEnsembleRegressor", vec![tensor_info("variable", FLOAT, &[Dim::Named("N"), Dim::Fixed(1)])])
+            let outputs = vec![("variable", tensor_info("variable", FLOAT, &[Dim::Named("N"), Dim::Fixed(1)]))];
+            ("TreeEnsembleRegressor", outputs)
         };
 
         // NodeProto: input = 1, output = 2, name = 3, op_type = 4, attribute = 5, domain = 7.
         let mut node = Proto::default();
         node.string(1, "features");
-        for o in if task.is_classification() { &["label", "probabilities"][..] } else { &["variable"][..] } {
-            node.string(2, o);
-        }
+        outputs.iter().for_each(|(name, _)| {
+            node.string(2, name);
+        });
         node.string(3, "trees").string(4, op);
         attributes.iter().for_each(|a| {
             node.message(5, a);
@@ -289,9 +289,9 @@ impl TreeEnsemble {
         // GraphProto: node = 1, name = 2, input = 11, output = 12.
         let mut graph = Proto::default();
         graph.message(1, &node).string(2, "quantpipe");
-        graph.message(11, &tensor_info("features", FLOAT, &[n, Dim::Fixed(self.features() as i64)]));
-        outputs.iter().for_each(|o| {
-            graph.message(12, o);
+        graph.message(11, &tensor_info("features", FLOAT, &[Dim::Named("N"), Dim::Fixed(self.features() as i64)]));
+        outputs.iter().for_each(|(_, info)| {
+            graph.message(12, info);
         });
 
         // ModelProto: ir_version = 1, producer_name = 2, producer_version = 3, graph = 7,

@@ -107,7 +107,11 @@ fn preprocessing_is_fitted_on_training_rows_and_applied_identically() {
     let mut filled = row.clone();
     filled[0] = pre.fill[0];
     assert_eq!(loaded.predict_row(&row).unwrap(), loaded.predict_row(&filled).unwrap());
-    assert!(loaded.predict_row(&[f64::INFINITY; 1]).is_err(), "a short row is refused");
+    let short = loaded.predict_row(&[1.0]).expect_err("a short row is refused").to_string();
+    assert!(short.contains("not whole rows"), "{short}");
+    row[3] = f64::INFINITY;
+    let infinite = loaded.predict_row(&row).expect_err("∞ is refused").to_string();
+    assert!(infinite.contains(&data().names[3]), "{infinite}");
 }
 
 #[test]

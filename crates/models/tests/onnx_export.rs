@@ -1,6 +1,7 @@
 //! ONNX export of LightGBM models trained on real data (FILUSDT 1m features, with missing values):
 //! the exported file passes ONNX's full checker and onnxruntime gives the same probabilities and
-//! values as quantpipe for the same float32 inputs, for every objective and the random-forest mode.
+//! values as quantpipe for the same float32 inputs (with missing values), for every objective, the
+//! random-forest mode, and a model trained without missing values (whose splits read NaN as 0).
 //!
 //! Tolerance: the exported thresholds are chosen so that every split decides as LightGBM's does on
 //! a float32 input; what remains is float32 rounding of the leaf sums and of the sigmoid/softmax:
@@ -17,11 +18,13 @@ use quantpipe_models::{Dataset, Model, Task};
 const TRAIN: usize = 40_000;
 const TEST: usize = 4_000;
 
-/// Rows with holes punched in (every 89th value) and rounded to float32, as an ONNX runtime sees them.
-fn rows(range: std::ops::Range<usize>) -> Vec<f64> {
+/// Rows rounded to float32, as an ONNX runtime sees them; with `holes`, every 89th value is missing.
+fn rows(range: std::ops::Range<usize>, holes: bool) -> Vec<f64> {
     let d = data().names.len();
     let mut x = data().x[range.start * d..range.end * d].to_vec();
-    x.iter_mut().step_by(89).for_each(|v| *v = f64::NAN);
+    if holes {
+        x.iter_mut().step_by(89).for_each(|v| *v = f64::NAN);
+    }
     x.iter_mut().for_each(|v| *v = f64::from(*v as f32));
     x
 }
@@ -43,29 +46,40 @@ fn onnxruntime(model: &[u8], x: &[f64]) -> Vec<f64> {
 
 #[test]
 fn exported_models_equal_onnxruntime() {
-    let d = data().names.len();
-    let train = rows(0..TRAIN);
-    let test = rows(TRAIN..TRAIN + TEST);
+    let with_holes = rows(0..TRAIN, true);
+    // Trained without missing values, a split has no learned side for NaN: LightGBM reads NaN as 0.
+    let without_holes = rows(0..TRAIN, false);
+    let test = rows(TRAIN..TRAIN + TEST, true);
     let mut rf = LightGbmParams::new(Task::Binary);
     rf.boosting = Boosting::Rf;
     rf.bagging_fraction = 0.7;
     rf.bagging_freq = 1;
-    let cases: Vec<(&str, LightGbmParams, &[f64])> = vec![
-        ("binary", LightGbmParams::new(Task::Binary), &data().direction),
-        ("random forest", rf, &data().direction),
-        ("multiclass", LightGbmParams::new(Task::Multiclass { classes: 3 }), &data().barrier_class),
-        ("regression", LightGbmParams::new(Task::Regression), &data().forward_return),
-        ("quantile", LightGbmParams::new(Task::Quantile { alpha: 0.9 }), &data().forward_return),
+    let cases: Vec<(&str, LightGbmParams, &[f64], &[f64])> = vec![
+        ("binary", LightGbmParams::new(Task::Binary), &data().direction, &with_holes),
+        ("binary trained without NaN", LightGbmParams::new(Task::Binary), &data().direction, &without_holes),
+        ("random forest", rf, &data().direction, &with_holes),
+        ("multiclass", LightGbmParams::new(Task::Multiclass { classes: 3 }), &data().barrier_class, &with_holes),
+        ("regression", LightGbmParams::new(Task::Regression), &data().forward_return, &with_holes),
+        ("quantile", LightGbmParams::new(Task::Quantile { alpha: 0.9 }), &data().forward_return, &with_holes),
     ];
-    for (what, params, labels) in cases {
+    for (what, params, labels, train) in cases {
         let ds = Dataset {
-            features: &train,
+            features: train,
             feature_names: &data().names,
             labels: &labels[..TRAIN],
             weights: None,
             label_windows: None,
         };
         let model = LightGbmModel::fit(&ds, &params).unwrap();
+        // Which missing-value rule the splits carry (decision_type bits 2–3: 0 none, 2 NaN).
+        let nan_splits = model
+            .model_text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("decision_type="))
+            .flat_map(|l| l.split(' ').map(|t| t.parse::<u8>().unwrap()))
+            .filter(|t| (t >> 2) & 3 == 2)
+            .count();
+        assert_eq!(nan_splits == 0, train.iter().all(|v| v.is_finite()), "{what}: {nan_splits} splits route NaN");
         let ours = model.evaluator().predict(&test);
         assert_eq!(ours, model.predict_with_lightgbm(&test).unwrap(), "{what}: evaluator is LightGBM");
         let theirs = onnxruntime(&model.to_onnx().unwrap(), &test);
@@ -105,14 +119,13 @@ fn exported_models_equal_onnxruntime() {
                 assert!(worst <= 1e-5 * spread, "{what}: worst difference {worst} (values up to {spread})");
             }
         }
-        assert!(test.iter().any(|v| v.is_nan()) && d > 0);
         eprintln!("{what}: worst difference {worst:e}");
     }
 }
 
 #[test]
 fn models_with_fitted_preprocessing_are_refused_by_name() {
-    let train = rows(0..5_000);
+    let train = rows(0..5_000, true);
     let ds = Dataset {
         features: &train,
         feature_names: &data().names,
