@@ -4,11 +4,13 @@
 pub mod bars;
 pub mod calendar;
 pub mod preprocess;
+pub mod scope;
 pub mod time;
 pub mod timeframe;
 
 pub use bars::{Aggregation, Bars, ExtraColumn};
 pub use calendar::MarketCalendar;
+pub use scope::Scope;
 pub use time::Timestamp;
 pub use timeframe::Timeframe;
 
@@ -23,6 +25,10 @@ pub enum CoreError {
     InvalidSymbol(String),
     #[error("unknown market calendar {0:?}: expected crypto, fx or equity")]
     UnknownCalendar(String),
+    #[error(
+        "invalid scope {0:?}: expected platform, TENANT or TENANT/USER (letters, digits, _ - .; 1 to 64 characters)"
+    )]
+    InvalidScope(String),
 }
 
 /// A market symbol, e.g. `FILUSDT` or `AAPL`. Validated so it is safe as a directory name.
