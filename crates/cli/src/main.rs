@@ -4,6 +4,7 @@
 mod data_cmd;
 mod eval_cmd;
 mod features_cmd;
+mod models_cmd;
 mod render;
 mod train_cmd;
 
@@ -59,6 +60,12 @@ The position decided at a bar's close is traded at that close and held until the
     /// rows (purged by label windows), saved as an artifact directory, optionally exported to ONNX.
     #[command(after_help = train_cmd::EXAMPLES)]
     Train(train_cmd::TrainArgs),
+    /// The model registry: register, list, show, promote, archive, deprecate, roll back, compare,
+    /// rank, audit and export model versions.
+    #[command(after_help = models_cmd::MODELS_EXAMPLES)]
+    Models(models_cmd::ModelsArgs),
+    /// Training runs recorded in the registry: list and show.
+    Runs(models_cmd::RunsArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +78,8 @@ fn main() -> ExitCode {
         Command::Validate(cmd) => eval_cmd::validate(&cli.home, cmd),
         Command::Backtest(args) => eval_cmd::backtest(args),
         Command::Train(args) => train_cmd::train(&cli.home, args),
+        Command::Models(args) => models_cmd::models(&cli.home, args),
+        Command::Runs(args) => models_cmd::runs(&cli.home, args),
     };
     match result {
         Ok(code) => code,

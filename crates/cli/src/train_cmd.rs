@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval_cmd::{BarsArgs, LabelArgs};
 use crate::features_cmd::{load_bars, load_set};
+use crate::models_cmd::{block_on, register_dir, RegistryArgs};
 use crate::render::{right, table};
+use quantpipe_data::store::content_hash;
+use quantpipe_registry::ModelVersion;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -44,6 +47,17 @@ pub struct TrainArgs {
     onnx: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+    /// Register the trained model as a new version of this model name (and record the run).
+    #[arg(long, value_name = "NAME")]
+    register: Option<String>,
+    /// The experiment the run is recorded in (with --register).
+    #[arg(long, default_value = "default", requires = "register")]
+    experiment: String,
+    /// Register the version as staging instead of draft.
+    #[arg(long, requires = "register")]
+    staging: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// The model file: a model spec and its preprocessing. (Unknown keys are refused by the model's
@@ -60,8 +74,14 @@ struct ModelFile {
 struct TrainReport {
     data: String,
     feature_set: String,
+    /// blake3 of the feature set's definition.
+    feature_set_hash: String,
     features: usize,
+    /// blake3 of the bars trained and tested on.
+    dataset_hash: String,
     label: serde_json::Value,
+    /// How far the label looks forward (rows whose label window reaches the test rows are purged).
+    label_lookahead: String,
     target: String,
     /// Label values in class order, for classifiers (class k is the k-th value).
     classes: Option<Vec<f64>>,
@@ -72,9 +92,79 @@ struct TrainReport {
     test_scores: serde_json::Value,
     artifact: PathBuf,
     onnx: Option<PathBuf>,
+    preprocess: Option<PreprocessSpec>,
+    code_version: String,
+}
+
+/// The program that trained a model: version and commit.
+pub fn code_version() -> String {
+    format!("quantpipe {} ({})", env!("CARGO_PKG_VERSION"), env!("QUANTPIPE_GIT_COMMIT"))
 }
 
 pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
+    let Some(name) = args.register.clone() else {
+        let report = train_and_save(home, &args)?;
+        print_outcome(&report, None, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    block_on(async {
+        let scope = args.registry.scope()?;
+        let actor = args.registry.actor();
+        let registry = args.registry.open(home).await?;
+        let config = serde_json::json!({
+            "command": "train",
+            "data": args.bars.symbol.clone().or(args.bars.input.as_ref().map(|p| p.display().to_string())),
+            "timeframe": args.bars.timeframe,
+            "feature_set": args.set,
+            "target": args.target,
+            "model_file": args.model,
+            "test_fraction": args.test_fraction,
+            "output": args.output,
+        });
+        let params = std::fs::read_to_string(&args.model)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+            .and_then(|v| serde_json::to_value(v).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let run = registry.start_run(&scope, &args.experiment, &config, &params, &code_version(), &actor).await?;
+        let started = std::time::Instant::now();
+        let outcome = match train_and_save(home, &args) {
+            Ok(report) => register_dir(&registry, &scope, &args.output, &name, args.staging, "", Some(run.id), &actor)
+                .await
+                .map(|version| (report, version)),
+            Err(e) => Err(e),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let ended = registry
+            .finish_run(&scope, run.id, outcome.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")), seconds)
+            .await;
+        registry.close().await;
+        let (report, version) = outcome?;
+        ended?;
+        print_outcome(&report, Some((run.id, &version)), args.json)?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+fn print_outcome(report: &TrainReport, registered: Option<(i64, &ModelVersion)>, json: bool) -> Result<()> {
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        if let (Some(object), Some((run, version))) = (value.as_object_mut(), registered) {
+            object.insert("run_id".into(), run.into());
+            object.insert("registered".into(), serde_json::to_value(version)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_report(report);
+        if let Some((run, version)) = registered {
+            println!("registered {} ({}) from run {run}", version.reference(), version.stage);
+        }
+    }
+    Ok(())
+}
+
+/// Trains, scores, saves the artifact directory and its train.json.
+fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     let spec = args.label.spec()?;
     let model_text =
         std::fs::read_to_string(&args.model).with_context(|| format!("reading model file {}", args.model.display()))?;
@@ -85,7 +175,7 @@ pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
         bail!("--test-fraction {}: expected 0 < f < 0.9", args.test_fraction);
     }
     let set = load_set(&args.set)?;
-    let loaded = load_bars(home, args.bars.symbol, args.bars.timeframe, args.bars.input)?;
+    let loaded = load_bars(home, args.bars.symbol.clone(), args.bars.timeframe.clone(), args.bars.input.clone())?;
     let frame = compute(&set, &loaded.bars);
     let labels = spec.compute(&loaded.bars, None)?;
     let target = args.target.clone().unwrap_or_else(|| labels.target.clone());
@@ -168,8 +258,11 @@ pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
     let report = TrainReport {
         data: loaded.name.clone(),
         feature_set: set.name.clone(),
+        feature_set_hash: set.hash(),
         features: d,
+        dataset_hash: content_hash(&loaded.bars),
         label: serde_json::to_value(&spec)?,
+        label_lookahead: lookahead_text(&spec),
         target,
         classes,
         train_rows: train_rows.len(),
@@ -179,16 +272,18 @@ pub fn train(home: &Path, args: TrainArgs) -> Result<ExitCode> {
         test_scores,
         artifact: args.output.clone(),
         onnx: args.onnx.clone(),
+        preprocess: model_file.preprocess.clone(),
+        code_version: code_version(),
     };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(args.output.join("train.json"), &json)
         .with_context(|| format!("writing {}", args.output.join("train.json").display()))?;
-    if args.json {
-        println!("{json}");
-    } else {
-        print_report(&report);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
+}
+
+/// `1h`, or `60b` for a horizon counted in bars.
+fn lookahead_text(spec: &quantpipe_labels::LabelSpec) -> String {
+    spec.lookahead().name()
 }
 
 fn print_report(r: &TrainReport) {

@@ -9,6 +9,10 @@ fn quantpipe(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quantpipe"))
         .args(args)
         .env("QUANTPIPE_HOME", home)
+        // Tests use the registry inside their own home unless they name another.
+        .env_remove("QUANTPIPE_DATABASE_URL")
+        .env_remove("QUANTPIPE_ARTIFACTS")
+        .env_remove("QUANTPIPE_SCOPE")
         .output()
         .expect("run quantpipe")
 }
@@ -366,4 +370,209 @@ fn train_holds_out_purges_saves_and_exports() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("num_iteration"), "{err}");
+}
+
+/// A new, empty PostgreSQL database on the machine's server (or `QUANTPIPE_DATABASE_URL`'s).
+fn fresh_postgres_database(tag: &str) -> String {
+    use sqlx::Connection;
+    let base = std::env::var("QUANTPIPE_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let db = format!("qp_cli_{tag}_{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut conn = sqlx::postgres::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base} is needed by this test: {e}"));
+        for sql in [format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"), format!("CREATE DATABASE {db}")] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        }
+    });
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{db}")
+}
+
+fn train_sample(home: &Path, out: &Path, extra: &[&str]) -> Output {
+    let model = repo("docs/models/direction_lightgbm.toml");
+    let mut args = vec![
+        "train",
+        "BTCUSD",
+        "--timeframe",
+        "1h",
+        "--kind",
+        "horizon",
+        "--param",
+        r#"horizons=["4h"]"#,
+        "--model",
+        &model,
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    quantpipe(home, &args)
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+#[test]
+fn registry_lifecycle_from_the_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    let first = json(&train_sample(h, &h.join("m1"), &["--register", "btc_dir", "--experiment", "btc"]));
+    assert_eq!(first["registered"]["version"], "1.0.0");
+    let run_id = first["run_id"].as_i64().unwrap();
+    let again = json(&train_sample(h, &h.join("m2"), &["--register", "btc_dir", "--experiment", "btc", "--staging"]));
+    // Same configuration, same data: a patch version, starting as staging.
+    assert_eq!(again["registered"]["version"], "1.0.1");
+    assert_eq!(again["registered"]["stage"], "staging");
+    assert_eq!(again["registered"]["parent"], "1.0.0");
+    // The same data and model give the same scores, recorded as oos_ metrics.
+    let auc = first["test_scores"]["roc_auc"].as_f64().unwrap();
+    assert_eq!(again["registered"]["metrics"]["oos_roc_auc"].as_f64().unwrap(), auc);
+
+    let shown = json(&quantpipe(h, &["models", "show", "btc_dir@staging", "--json"]));
+    assert_eq!(shown["version"], "1.0.1");
+    assert_eq!(shown["label_lookahead"], "4h");
+    assert_eq!(shown["feature_names"].as_array().unwrap().len(), first["features"].as_u64().unwrap() as usize);
+    assert_eq!(shown["dataset_hash"], first["dataset_hash"]);
+    let dir = PathBuf::from(shown["artifact_uri"].as_str().unwrap().strip_prefix("file://").unwrap());
+    for f in ["model.txt", "model.json", "train.json", "config.json", "metadata.json", "README.md"] {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+
+    // A gate that the version fails: exit 1, the failed check named, nothing changed.
+    let gate = h.join("gate.toml");
+    std::fs::write(&gate, format!("min = {{ oos_roc_auc = {} }}\n", auc + 0.01)).unwrap();
+    let refused =
+        quantpipe(h, &["models", "promote", "btc_dir@1.0.1", "--to", "production", "--gate", gate.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("oos_roc_auc"), "{}", text(&refused));
+    std::fs::write(&gate, format!("min = {{ oos_roc_auc = {} }}\nmin_oos_rows = 1000\n", auc - 0.01)).unwrap();
+    let g = gate.to_str().unwrap();
+    json(&quantpipe(h, &["models", "promote", "btc_dir@1.0.0", "--to", "production", "--gate", g, "--json"]));
+    let changes = json(&quantpipe(h, &["models", "promote", "btc_dir@1.0.1", "--to", "production", "--json"]));
+    assert_eq!(changes[0]["version"], "btc_dir@1.0.0");
+    assert_eq!(changes[0]["to"], "archived");
+    let back = json(&quantpipe(h, &["models", "rollback", "btc_dir", "--json"]));
+    assert_eq!(back[1]["version"], "btc_dir@1.0.0");
+    let production = json(&quantpipe(h, &["models", "list", "--stage", "production", "--json"]));
+    assert_eq!(production.as_array().unwrap().len(), 1);
+    assert_eq!(production[0]["version"], "1.0.0");
+    let compared = json(&quantpipe(h, &["models", "compare", "btc_dir@1.0.0", "btc_dir@1.0.1", "--json"]));
+    assert_eq!(compared.as_array().unwrap().len(), 2);
+    let table = quantpipe(h, &["models", "compare", "btc_dir@1.0.0", "btc_dir@1.0.1"]);
+    assert!(text(&table).contains("oos_roc_auc"), "{}", text(&table));
+    let audit = json(&quantpipe(h, &["models", "audit", "btc_dir", "--json"]));
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["register", "register", "promote", "demote", "promote", "rollback", "rollback"]);
+
+    // Runs: both recorded, with the version's run id; a failing run is recorded with its error.
+    let failed = train_sample(h, &h.join("m3"), &["--register", "btc_dir", "--target", "nope"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let runs = json(&quantpipe(h, &["runs", "list", "--json"]));
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(runs[0]["error"].as_str().unwrap().contains("nope"), "{}", runs[0]);
+    assert_eq!(json(&quantpipe(h, &["runs", "show", &run_id.to_string(), "--json"]))["status"], "succeeded");
+    assert_eq!(
+        json(&quantpipe(h, &["models", "list", "--json"])).as_array().unwrap().len(),
+        2,
+        "no version from a failed run"
+    );
+
+    // Registering by hand, exporting, and scopes.
+    json(&quantpipe(
+        h,
+        &["models", "register", h.join("m1").to_str().unwrap(), "--name", "other", "--scope", "acme", "--json"],
+    ));
+    assert_eq!(json(&quantpipe(h, &["models", "list", "--json"])).as_array().unwrap().len(), 2);
+    assert_eq!(json(&quantpipe(h, &["models", "list", "--scope", "acme", "--json"])).as_array().unwrap().len(), 1);
+    let out = h.join("exported");
+    assert!(quantpipe(h, &["models", "export", "btc_dir@production", "-o", out.to_str().unwrap()]).status.success());
+    assert!(out.join("metadata.json").exists() && out.join("model.txt").exists());
+    for bad in [
+        vec!["models", "show", "btc_dir@9.9.9"],
+        vec!["models", "show", "bad name"],
+        vec!["models", "promote", "btc_dir@1.0.0", "--to", "prod"],
+        vec!["models", "rollback", "nothing"],
+        vec!["models", "list", "--scope", "a/b/c"],
+        vec!["models", "register", "/nonexistent", "--name", "x"],
+    ] {
+        let o = quantpipe(h, &bad);
+        assert_eq!(o.status.code(), Some(if bad.contains(&"prod") { 2 } else { 1 }), "{bad:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+}
+
+/// Registration killed at any moment (SIGKILL, on SQLite and on PostgreSQL) leaves either no new
+/// version or a complete one: every listed version's directory is whole, and versions stay consecutive.
+#[test]
+fn killed_registration_leaves_no_half_written_version() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    let model_dir = h.join("model");
+    json(&train_sample(h, &model_dir, &[]));
+    // A large file in the artifact makes the window between the version's row and its commit wide.
+    let big: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(model_dir.join("oos_predictions.bin"), &big).unwrap();
+    let sqlite = format!("sqlite://{}", h.join("kill.db").display());
+    let postgres = fresh_postgres_database("kill");
+    for url in [sqlite, postgres] {
+        let register = |artifacts: &Path| {
+            Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+                .args(["models", "register", model_dir.to_str().unwrap(), "--name", "killed"])
+                .args(["--registry", &url, "--artifacts", artifacts.to_str().unwrap()])
+                .env("QUANTPIPE_HOME", h)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let artifacts = h.join(format!("artifacts-{}", if url.starts_with("sqlite") { "sqlite" } else { "pg" }));
+        let mut killed = 0;
+        for delay_ms in (0..30).map(|i| 10 + i * 12) {
+            let mut child = register(&artifacts);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            if child.try_wait().unwrap().is_none() {
+                killed += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let list = quantpipe(h, &["models", "list", "--registry", &url, "--json", "--limit", "1000"]);
+            let versions = json(&list);
+            let versions = versions.as_array().unwrap();
+            for (k, v) in versions.iter().rev().enumerate() {
+                assert_eq!(v["version"], format!("1.0.{k}"), "versions are consecutive after a kill at {delay_ms} ms");
+                let dir = PathBuf::from(v["artifact_uri"].as_str().unwrap().strip_prefix("file://").unwrap());
+                assert_eq!(std::fs::metadata(dir.join("oos_predictions.bin")).unwrap().len(), big.len() as u64);
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+                assert_eq!(meta["version"], v["version"]);
+                assert!(dir.join("model.txt").exists() && dir.join("README.md").exists());
+            }
+        }
+        assert!(killed >= 5, "{url}: only {killed} registrations were still running when killed");
+        // Evidence that kills landed mid-write: staged directories never renamed into place, and
+        // version directories whose rows never committed (both invisible, as checked above).
+        let staged = std::fs::read_dir(artifacts.join(".staging")).map_or(0, |d| d.count());
+        let dirs = std::fs::read_dir(artifacts.join("platform/killed")).map_or(0, |d| d.count());
+        // A registration that is left alone completes and takes the next version.
+        let before = json(&quantpipe(h, &["models", "list", "--registry", &url, "--json", "--limit", "1000"]));
+        let n = before.as_array().unwrap().len();
+        let status = register(&artifacts).wait().unwrap();
+        assert!(status.success());
+        let shown = json(&quantpipe(h, &["models", "show", "killed", "--registry", &url, "--json"]));
+        assert_eq!(shown["version"], format!("1.0.{n}"));
+        eprintln!(
+            "{}: {killed} registrations killed mid-way, {n} completed; {staged} staged directories and {} \
+             uncommitted version directories left invisible",
+            url.split(':').next().unwrap(),
+            dirs.saturating_sub(n)
+        );
+    }
 }

@@ -86,6 +86,7 @@ fn put_local(root: &Path, key: &str, files: &[(String, Vec<u8>)]) -> Result<Stri
     let root = absolute(root);
     let staging_root = root.join(STAGING);
     std::fs::create_dir_all(&staging_root).map_err(io_err(&staging_root))?;
+    remove_abandoned(&staging_root);
     let staged = staging_root.join(unique_suffix());
     std::fs::create_dir(&staged).map_err(io_err(&staged))?;
     let result = (|| {
@@ -112,6 +113,22 @@ fn put_local(root: &Path, key: &str, files: &[(String, Vec<u8>)]) -> Result<Stri
         let _ = std::fs::remove_dir_all(&staged);
     }
     result
+}
+
+/// Staged directories of registrations killed more than an hour ago (a live one takes seconds).
+fn remove_abandoned(staging_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging_root) else { return };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Makes a rename or a new file's directory entry durable.
