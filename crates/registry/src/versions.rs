@@ -396,7 +396,12 @@ impl Registry {
         }
         if let Some(part) = &filter.name_contains {
             let escaped = part.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            f.push("m.name LIKE ? ESCAPE '\\'", Arg::Text(format!("%{escaped}%")));
+            // Matching names first (a small table), then their versions through the model index.
+            f.push(
+                "v.model_id IN (SELECT s.id FROM registered_models s WHERE s.tenant = $1 AND s.owner = $2 \
+                 AND s.name LIKE ? ESCAPE '\\')",
+                Arg::Text(format!("%{escaped}%")),
+            );
         }
         if let Some(stage) = filter.stage {
             f.push("v.stage = ?", Arg::Text(stage.as_str().into()));
