@@ -21,7 +21,8 @@ pub struct RegistryArgs {
     /// Registry database: sqlite:PATH or postgres://USER@HOST:PORT/DB [default: sqlite in QUANTPIPE_HOME]
     #[arg(long = "registry", global = true, env = "QUANTPIPE_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
-    /// Artifact store: a directory or file:///DIR [default: QUANTPIPE_HOME/artifacts]
+    /// Artifact store: a directory, file:///DIR or s3://BUCKET/PREFIX (configured by the usual AWS_*
+    /// variables; AWS_ENDPOINT_URL for MinIO, R2 or other S3-compatible stores) [default: QUANTPIPE_HOME/artifacts]
     #[arg(long, global = true, env = "QUANTPIPE_ARTIFACTS", value_name = "URL")]
     pub artifacts: Option<String>,
     /// Owner scope: platform, TENANT or TENANT/USER. Every read and write stays inside it.
@@ -402,18 +403,10 @@ async fn models_async(home: &Path, args: ModelsArgs) -> Result<ExitCode> {
         }
         ModelsCommand::Export { reference, output } => {
             let version = registry.version(&scope, &VersionRef::parse(&reference)?).await?;
-            let source = registry.artifacts().local_dir(&version.artifact_uri)?;
             if output.exists() {
                 bail!("{} exists; choose a new directory", output.display());
             }
-            std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
-            for entry in std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))? {
-                let entry = entry?;
-                if entry.file_type()?.is_file() {
-                    std::fs::copy(entry.path(), output.join(entry.file_name()))
-                        .with_context(|| format!("copying {}", entry.path().display()))?;
-                }
-            }
+            registry.artifacts().fetch(&version.artifact_uri, &output).await?;
             println!("exported {} to {}", version.reference(), output.display());
             Ok(ExitCode::SUCCESS)
         }

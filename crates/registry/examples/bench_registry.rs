@@ -123,7 +123,10 @@ async fn run(target: &str) {
     println!("worst p95: {:.2} ms (goal ≤ 50 ms)", ms(worst));
     registry.close().await;
     if let Some((mut conn, db)) = cleanup {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -137,7 +140,7 @@ fn ms(d: Duration) -> f64 {
 async fn exec_batches(pool: &AnyPool, head: &str, rows: impl Iterator<Item = String>) {
     let mut tx = pool.begin().await.unwrap();
     let mut batch = Vec::with_capacity(1000);
-    let mut flush = |batch: &mut Vec<String>| {
+    let flush = |batch: &mut Vec<String>| {
         let sql = format!("{head} VALUES {}", batch.join(","));
         batch.clear();
         sql

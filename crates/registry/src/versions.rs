@@ -360,7 +360,7 @@ impl Registry {
             Ok::<_, RegistryError>(())
         };
         if let Err(e) = finish.await {
-            self.artifacts.remove(&uri);
+            self.artifacts.remove(&uri).await;
             return Err(e);
         }
         Ok(registered)
