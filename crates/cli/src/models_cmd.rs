@@ -281,12 +281,7 @@ async fn models_async(home: &Path, args: ModelsArgs) -> Result<ExitCode> {
             } else {
                 let mut t = table(&["id", "model", "version", "stage", "family", "task", "headline metric", "created"]);
                 for v in &versions {
-                    let headline = v
-                        .metrics
-                        .iter()
-                        .find(|(k, _)| k.as_str() != "oos_rows")
-                        .map(|(k, x)| format!("{k} {x:.4}"))
-                        .unwrap_or_default();
+                    let headline = headline_metric(&v.metrics).map(|(k, x)| format!("{k} {x:.4}")).unwrap_or_default();
                     t.add_row(vec![
                         v.id.to_string(),
                         v.name.clone(),
@@ -459,6 +454,16 @@ async fn runs_async(home: &Path, args: RunsArgs) -> Result<ExitCode> {
     }
     registry.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metric a list shows for a version: the first of the usual headline scores it records.
+fn headline_metric(metrics: &std::collections::BTreeMap<String, f64>) -> Option<(&str, f64)> {
+    const PREFERRED: [&str; 6] = ["oos_roc_auc", "oos_accuracy", "oos_r2", "oos_rmse", "oos_mae", "oos_pinball"];
+    PREFERRED
+        .iter()
+        .find_map(|k| metrics.get_key_value(*k))
+        .or_else(|| metrics.iter().find(|(k, _)| k.as_str() != "oos_rows"))
+        .map(|(k, x)| (k.as_str(), *x))
 }
 
 fn print_run(r: &Run) {

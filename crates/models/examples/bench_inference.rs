@@ -1,6 +1,7 @@
 //! Timing harness for `bench/inference.sh`: a LightGBM binary model (200 trees × 31 leaves) on
 //! FILUSDT 1m features; one-row and 100-row prediction through LightGBM's C API and through
-//! quantpipe's in-process evaluator. Writes the model and rows for the Python side; prints JSON.
+//! quantpipe's in-process evaluator. Writes the model, its ONNX export and rows for the Python side
+//! (Python LightGBM and onnxruntime); prints JSON.
 //!
 //! usage: bench_inference FILUSDT_CSV_GZ OUT_DIR
 
@@ -38,6 +39,7 @@ fn main() {
     let data = Dataset { features: &x, feature_names: &names, labels: &y, weights: None, label_windows: None };
     let model = LightGbmModel::fit(&data, &params).unwrap();
     model.save(out).unwrap();
+    std::fs::write(out.join("model.onnx"), model.to_onnx().unwrap()).unwrap();
     let test = &x[(rows - 10_000) * d..];
     std::fs::write(out.join("rows.f64"), test.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
 

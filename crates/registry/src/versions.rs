@@ -290,8 +290,12 @@ impl Registry {
         .await?
         .try_get(0)?;
         for e in &new.evaluations {
-            sqlx::query("INSERT INTO evaluations (version_id, split, metric, value) VALUES ($1, $2, $3, $4)")
-                .bind(id)
+            sqlx::query(
+                "INSERT INTO evaluations (tenant, owner, version_id, split, metric, value) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(tenant)
+            .bind(owner)
+            .bind(id)
                 .bind(&e.split)
                 .bind(&e.metric)
                 .bind(e.value)
@@ -370,11 +374,16 @@ impl Registry {
     pub async fn version(&self, scope: &Scope, reference: &VersionRef) -> Result<ModelVersion> {
         let mut conn = self.pool.acquire().await?;
         let mut version = resolve(&mut conn, scope, reference).await?;
-        let rows =
-            sqlx::query("SELECT split, metric, value FROM evaluations WHERE version_id = $1 ORDER BY split, metric")
-                .bind(version.id)
-                .fetch_all(&mut *conn)
-                .await?;
+        let (tenant, owner) = scope.key();
+        let rows = sqlx::query(
+            "SELECT split, metric, value FROM evaluations WHERE tenant = $1 AND owner = $2 AND version_id = $3 \
+             ORDER BY split, metric",
+        )
+        .bind(tenant)
+        .bind(owner)
+        .bind(version.id)
+        .fetch_all(&mut *conn)
+        .await?;
         version.evaluations = rows
             .iter()
             .map(|r| {

@@ -78,6 +78,8 @@ CREATE INDEX versions_by_stage ON model_versions (tenant, owner, stage, id);
 CREATE INDEX versions_by_model ON model_versions (model_id, id);
 
 CREATE TABLE evaluations (
+    tenant      TEXT    NOT NULL DEFAULT '',
+    owner       TEXT    NOT NULL DEFAULT '',
     version_id  BIGINT NOT NULL REFERENCES model_versions (id),
     split       TEXT    NOT NULL,
     metric      TEXT    NOT NULL,
