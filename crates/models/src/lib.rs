@@ -8,12 +8,13 @@
 //! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]).
 
 pub mod lightgbm;
+pub mod linear;
 pub mod onnx;
 pub mod trees;
 
 use std::path::{Path, PathBuf};
 
-use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
+use quantpipe_core::preprocess::{Impute, PreprocessSpec, Preprocessor};
 use serde::{Deserialize, Serialize};
 
 /// Version of the artifact layout written by [`Model::save`]. Loading accepts every version up to this.
@@ -27,6 +28,8 @@ pub enum ModelError {
     InvalidData(String),
     #[error("LightGBM: {0}")]
     LightGbm(String),
+    #[error("training failed: {0}")]
+    Training(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
@@ -218,12 +221,18 @@ pub struct ArtifactMeta {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModelSpec {
     Lightgbm(lightgbm::LightGbmParams),
+    /// Binary logistic regression, L2 penalty.
+    Logistic(linear::LogisticParams),
+    /// Least squares; elastic net (L1 / L2) when `alpha` > 0.
+    Linear(linear::LinearParams),
 }
 
 impl ModelSpec {
     pub fn task(&self) -> Result<Task, ModelError> {
         match self {
             ModelSpec::Lightgbm(p) => p.task(),
+            ModelSpec::Logistic(p) => p.validate().map(|_| Task::Binary),
+            ModelSpec::Linear(p) => p.validate().map(|_| Task::Regression),
         }
     }
 
@@ -232,6 +241,10 @@ impl ModelSpec {
     pub fn default_preprocess(&self) -> PreprocessSpec {
         match self {
             ModelSpec::Lightgbm(_) => PreprocessSpec::identity(),
+            // Linear models need every value, on comparable scales.
+            ModelSpec::Logistic(_) | ModelSpec::Linear(_) => {
+                PreprocessSpec { impute: Impute::Median, winsorize: 0.0, standardize: true }
+            }
         }
     }
 }
@@ -259,6 +272,8 @@ pub fn fit(
     };
     let model: Box<dyn Model> = match spec {
         ModelSpec::Lightgbm(params) => Box::new(lightgbm::LightGbmModel::fit(&data, params)?),
+        ModelSpec::Logistic(params) => Box::new(linear::LinearModel::fit_logistic(&data, params)?),
+        ModelSpec::Linear(params) => Box::new(linear::LinearModel::fit_linear(&data, params)?),
     };
     Ok(match fitted {
         Some(pre) => Box::new(Preprocessed { pre, inner: model }),
@@ -351,10 +366,11 @@ pub fn load(dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     let meta = read_meta(dir)?;
     let model: Box<dyn Model> = match meta.family.as_str() {
         "lightgbm" => Box::new(lightgbm::LightGbmModel::load(dir)?),
+        "logistic" | "linear" => Box::new(linear::LinearModel::load(dir)?),
         other => {
             return Err(ModelError::Artifact {
                 path: dir.join("model.json"),
-                message: format!("unknown model family {other:?} (known: lightgbm)"),
+                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear)"),
             })
         }
     };

@@ -80,7 +80,7 @@ impl ArtifactStore {
             ArtifactStore::Local { root } => {
                 let (root, key) = (root.clone(), key.to_string());
                 tokio::task::spawn_blocking(move || put_local(&root, &key, &files)).await.map_err(|e| {
-                    RegistryError::Io { path: "artifact writer".into(), source: std::io::Error::other(e) }
+                    RegistryError::Io { path: "artifact writer".into(), error: std::io::Error::other(e) }
                 })?
             }
             ArtifactStore::S3 { bucket, prefix, store } => {
@@ -199,7 +199,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io { path: path.display().to_string(), source }
+    move |error| RegistryError::Io { path: path.display().to_string(), error }
 }
 
 fn unique_suffix() -> String {

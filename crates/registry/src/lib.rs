@@ -32,14 +32,16 @@ use sqlx::AnyPool;
 /// Everything that can go wrong in the registry, named so a user knows what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The database error is shown in the message and not chained as a source, so an error report
+    /// prints it once.
     #[error("registry database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("registry database URL {url:?}: {message}")]
     InvalidUrl { url: String, message: String },
     #[error("registry migration {version} ({name}): {message}")]
     Migration { version: i64, name: String, message: String },
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("invalid model name {0:?}: use letters, digits and _ - . (1 to 128 characters, not starting with .)")]
     InvalidName(String),
     #[error("invalid model reference {0:?}: expected NAME, NAME@MAJOR.MINOR.PATCH, NAME@STAGE or NAME@latest")]
@@ -62,6 +64,12 @@ pub enum RegistryError {
     Artifact { version: String, uri: String, message: String },
     #[error("stored row is unreadable ({what}): {message}; was the database written by a newer quantpipe?")]
     Corrupt { what: String, message: String },
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        RegistryError::Database(e)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;

@@ -1,0 +1,29 @@
+"""scikit-learn (the oracle, tests/requirements.txt) fitting the linear models quantpipe fits, on the
+same preprocessed rows; writes little-endian f64: test predictions, then coefficients, then intercept.
+
+usage: linear_ref.py KIND PARAMS_JSON X_TRAIN.f64 Y_TRAIN.f64 X_TEST.f64 COLUMNS OUT.f64
+KIND: logistic (params: c) | ols | elasticnet (params: alpha, l1_ratio)
+"""
+
+import json
+import sys
+
+import numpy as np
+from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression
+
+kind, params, x_train, y_train, x_test, columns, out = sys.argv[1:8]
+params = json.loads(params)
+d = int(columns)
+x = np.fromfile(x_train, dtype="<f8").reshape(-1, d)
+y = np.fromfile(y_train, dtype="<f8")
+t = np.fromfile(x_test, dtype="<f8").reshape(-1, d)
+if kind == "logistic":
+    m = LogisticRegression(C=params["c"], tol=1e-12, max_iter=100_000).fit(x, y.astype(int))
+    pred, coef, intercept = m.predict_proba(t)[:, 1], m.coef_.ravel(), m.intercept_[0]
+elif kind == "ols":
+    m = LinearRegression().fit(x, y)
+    pred, coef, intercept = m.predict(t), m.coef_, m.intercept_
+else:
+    m = ElasticNet(alpha=params["alpha"], l1_ratio=params["l1_ratio"], tol=1e-14, max_iter=1_000_000).fit(x, y)
+    pred, coef, intercept = m.predict(t), m.coef_, m.intercept_
+np.concatenate([pred, coef, [intercept]]).astype("<f8").tofile(out)
