@@ -193,6 +193,24 @@ where
         .map_err(|e| RegistryError::Corrupt { what: format!("{table}.{column}"), message: e.to_string() })
 }
 
+/// The owner scope a row carries in its `tenant` and `owner` columns.
+pub(crate) fn scope_col(row: &AnyRow, table: &str) -> Result<quantpipe_core::Scope> {
+    let tenant: String = col(row, table, "tenant")?;
+    let owner: String = col(row, table, "owner")?;
+    quantpipe_core::Scope::from_key(&tenant, &owner)
+        .map_err(|e| RegistryError::Corrupt { what: format!("{table}.tenant/owner"), message: e.to_string() })
+}
+
+/// A version number from three columns named `{prefix}major`, `{prefix}minor`, `{prefix}patch`;
+/// None when they are NULL (an outer join that found nothing).
+pub(crate) fn semver_cols(row: &AnyRow, table: &str, prefix: &str) -> Result<Option<crate::SemVer>> {
+    let part = |name: &str| col::<Option<i64>>(row, table, &format!("{prefix}{name}"));
+    Ok(match (part("major")?, part("minor")?, part("patch")?) {
+        (Some(major), Some(minor), Some(patch)) => Some(crate::SemVer { major, minor, patch }),
+        _ => None,
+    })
+}
+
 pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, table: &str, column: &str) -> Result<T> {
     let text: String = col(row, table, column)?;
     serde_json::from_str(&text)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{begin_write, col, Arg, Filter};
+use crate::db::{begin_write, col, scope_col, semver_cols, Arg, Filter};
 use crate::versions::{resolve, scope_text, version_from_row, ModelVersion, VERSION_SELECT};
 use crate::{now_ms, Registry, RegistryError, Result, Scope, Selector, Stage, VersionRef};
 
@@ -420,22 +420,10 @@ impl Registry {
         rows.iter()
             .map(|r| {
                 const T: &str = "audit_log";
-                let tenant: String = col(r, T, "tenant")?;
-                let owner: String = col(r, T, "owner")?;
-                let version = match (
-                    col::<Option<i64>>(r, T, "major")?,
-                    col::<Option<i64>>(r, T, "minor")?,
-                    col::<Option<i64>>(r, T, "patch")?,
-                ) {
-                    (Some(a), Some(b), Some(c)) => Some(format!("{a}.{b}.{c}")),
-                    _ => None,
-                };
+                let version = semver_cols(r, T, "")?.map(|v| v.to_string());
                 Ok(AuditEntry {
                     id: col(r, T, "id")?,
-                    scope: Scope::from_key(&tenant, &owner).map_err(|e| RegistryError::Corrupt {
-                        what: format!("{T}.tenant/owner"),
-                        message: e.to_string(),
-                    })?,
+                    scope: scope_col(r, T)?,
                     at: col(r, T, "at")?,
                     actor: col(r, T, "actor")?,
                     action: col(r, T, "action")?,

@@ -2,10 +2,9 @@
 //! alerts. The server and the monitor write these; the CLI reads them.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{begin_write, col, Arg, Filter};
+use crate::db::{begin_write, col, scope_col, semver_cols, Arg, Filter};
 use crate::lifecycle::{audit, lock_model};
 use crate::versions::{resolve, scope_text};
 use crate::{check_name, now_ms, Registry, RegistryError, Result, Scope, VersionRef};
@@ -88,13 +87,6 @@ pub struct Alert {
     pub version_id: Option<i64>,
     pub created_at: i64,
     pub resolved_at: Option<i64>,
-}
-
-fn scope_of(row: &AnyRow, table: &str) -> Result<Scope> {
-    let tenant: String = col(row, table, "tenant")?;
-    let owner: String = col(row, table, "owner")?;
-    Scope::from_key(&tenant, &owner)
-        .map_err(|e| RegistryError::Corrupt { what: format!("{table}.tenant/owner"), message: e.to_string() })
 }
 
 impl Registry {
@@ -182,12 +174,13 @@ impl Registry {
                 const T: &str = "deployments";
                 let route: String = col(r, T, "route")?;
                 let name: String = col(r, T, "name")?;
-                let (a, b, c): (i64, i64, i64) = (col(r, T, "major")?, col(r, T, "minor")?, col(r, T, "patch")?);
+                let version = semver_cols(r, T, "")?
+                    .ok_or_else(|| RegistryError::Corrupt { what: format!("{T}.version"), message: "NULL".into() })?;
                 Ok(Deployment {
                     id: col(r, T, "id")?,
-                    scope: scope_of(r, T)?,
+                    scope: scope_col(r, T)?,
                     endpoint: col(r, T, "endpoint")?,
-                    version: format!("{name}@{a}.{b}.{c}"),
+                    version: format!("{name}@{version}"),
                     route: route
                         .parse()
                         .map_err(|_| RegistryError::Corrupt { what: format!("{T}.route"), message: route })?,
@@ -255,7 +248,7 @@ impl Registry {
                 const T: &str = "alerts";
                 Ok(Alert {
                     id: col(r, T, "id")?,
-                    scope: scope_of(r, T)?,
+                    scope: scope_col(r, T)?,
                     kind: col(r, T, "kind")?,
                     severity: col(r, T, "severity")?,
                     message: col(r, T, "message")?,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{begin_write, col, json_col, Arg, Filter};
+use crate::db::{begin_write, col, json_col, scope_col, Arg, Filter};
 use crate::versions::scope_text;
 use crate::{check_name, now_ms, Registry, RegistryError, Result, Scope};
 
@@ -74,13 +74,10 @@ const RUN_SELECT: &str = "SELECT r.id, r.tenant, r.owner, e.name AS experiment, 
 
 fn run_from_row(row: &AnyRow) -> Result<Run> {
     const T: &str = "runs";
-    let tenant: String = col(row, T, "tenant")?;
-    let owner: String = col(row, T, "owner")?;
     let status: String = col(row, T, "status")?;
     Ok(Run {
         id: col(row, T, "id")?,
-        scope: Scope::from_key(&tenant, &owner)
-            .map_err(|e| RegistryError::Corrupt { what: format!("{T}.tenant/owner"), message: e.to_string() })?,
+        scope: scope_col(row, T)?,
         experiment: col(row, T, "experiment")?,
         status: status.parse().map_err(|_| RegistryError::Corrupt { what: format!("{T}.status"), message: status })?,
         config: json_col(row, T, "config")?,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{begin_write, col, json_col, Arg, Filter};
+use crate::db::{begin_write, col, json_col, scope_col, semver_cols, Arg, Filter};
 use crate::{check_name, now_ms, Registry, RegistryError, Result, Scope, Selector, SemVer, Stage, VersionRef};
 
 /// One score of a version on one split (e.g. `test` / `auc`, `cv_fold_3` / `logloss`).
@@ -112,22 +112,12 @@ pub(crate) const VERSION_SELECT: &str = "SELECT v.id, m.name, v.tenant, v.owner,
 pub(crate) fn version_from_row(row: &AnyRow) -> Result<ModelVersion> {
     const T: &str = "model_versions";
     let stage: String = col(row, T, "stage")?;
-    let tenant: String = col(row, T, "tenant")?;
-    let owner: String = col(row, T, "owner")?;
-    let parent = match (
-        col::<Option<i64>>(row, T, "parent_major")?,
-        col::<Option<i64>>(row, T, "parent_minor")?,
-        col::<Option<i64>>(row, T, "parent_patch")?,
-    ) {
-        (Some(major), Some(minor), Some(patch)) => Some(SemVer { major, minor, patch }),
-        _ => None,
-    };
     Ok(ModelVersion {
         id: col(row, T, "id")?,
         name: col(row, T, "name")?,
-        scope: Scope::from_key(&tenant, &owner)
-            .map_err(|e| RegistryError::Corrupt { what: format!("{T}.tenant/owner"), message: e.to_string() })?,
-        version: SemVer { major: col(row, T, "major")?, minor: col(row, T, "minor")?, patch: col(row, T, "patch")? },
+        scope: scope_col(row, T)?,
+        version: semver_cols(row, T, "")?
+            .ok_or_else(|| RegistryError::Corrupt { what: format!("{T}.major"), message: "NULL".into() })?,
         stage: stage
             .parse()
             .map_err(|_| RegistryError::Corrupt { what: format!("{T}.stage"), message: format!("stage {stage:?}") })?,
@@ -142,7 +132,7 @@ pub(crate) fn version_from_row(row: &AnyRow) -> Result<ModelVersion> {
         label_lookahead: col(row, T, "label_lookahead")?,
         dataset_hash: col(row, T, "dataset_hash")?,
         code_version: col(row, T, "code_version")?,
-        parent,
+        parent: semver_cols(row, T, "parent_")?,
         run_id: col(row, T, "run_id")?,
         artifact_uri: col(row, T, "artifact_uri")?,
         description: col(row, T, "description")?,
@@ -479,11 +469,7 @@ pub(crate) async fn resolve(conn: &mut AnyConnection, scope: &Scope, reference: 
             .iter()
             .map(|r| -> Result<String> {
                 let stage: String = col(r, "model_versions", "stage")?;
-                let v = SemVer {
-                    major: col(r, "model_versions", "major")?,
-                    minor: col(r, "model_versions", "minor")?,
-                    patch: col(r, "model_versions", "patch")?,
-                };
+                let v = semver_cols(r, "model_versions", "")?.map_or("?".to_string(), |v| v.to_string());
                 Ok(format!("{v} ({stage})"))
             })
             .collect::<Result<_>>()?;
