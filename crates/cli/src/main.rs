@@ -6,6 +6,7 @@ mod eval_cmd;
 mod features_cmd;
 mod models_cmd;
 mod render;
+mod run_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -66,6 +67,12 @@ The position decided at a bar's close is traded at that close and held until the
     Models(models_cmd::ModelsArgs),
     /// Training runs recorded in the registry: list and show.
     Runs(models_cmd::RunsArgs),
+    /// Print a commented example pipeline file to start from.
+    Init,
+    /// The whole job from one pipeline file: data → features → labels → cross-validated training →
+    /// backtest → overfitting statistics → registry → report (HTML, JSON, predictions).
+    #[command(after_help = run_cmd::EXAMPLES)]
+    Run(run_cmd::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +87,8 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::train(&cli.home, args),
         Command::Models(args) => models_cmd::models(&cli.home, args),
         Command::Runs(args) => models_cmd::runs(&cli.home, args),
+        Command::Init => run_cmd::init(),
+        Command::Run(args) => run_cmd::run(&cli.home, args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! Feature-engine benchmark driver (see bench/features.sh).
 //!   bench_features spec OUT.json          — the TA-Lib calls of the standard set, for the Python side
 //!   bench_features run DIR                — time compute on DIR/{open,high,low,close,volume}.f64
+//!   bench_features set OUT.toml           — the TA-Lib-covered part of the standard set as a feature-set
+//!                                           file (the end-to-end pipeline benchmark, bench/pipeline.sh)
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,6 +47,19 @@ fn main() {
                 }
             }
             std::fs::write(&args[2], serde_json::to_vec(&spec).unwrap()).unwrap();
+        }
+        Some("set") => {
+            let subset = talib_subset();
+            let mut text = format!("name = {:?}\n", subset.name);
+            for f in &subset.features {
+                text.push_str("\n[[feature]]\n");
+                let value = serde_json::to_value(f).unwrap();
+                for (key, v) in value.as_object().unwrap() {
+                    text.push_str(&format!("{key} = {v}\n"));
+                }
+            }
+            FeatureSet::from_toml("subset", &text).expect("the written set parses back");
+            std::fs::write(&args[2], text).unwrap();
         }
         Some("run") => {
             let dir = Path::new(&args[2]);

@@ -1,0 +1,296 @@
+//! `quantpipe run`: the README's main job, end to end, as a user runs it — the bundled sample through
+//! every stage into the registry and a report; same config, same model bytes; failing stages that name
+//! themselves and leave the registry untouched; the report in a real browser.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn quantpipe(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+        .args(args)
+        .env("QUANTPIPE_HOME", home)
+        .env_remove("QUANTPIPE_DATABASE_URL")
+        .env_remove("QUANTPIPE_ARTIFACTS")
+        .env_remove("QUANTPIPE_SCOPE")
+        .output()
+        .expect("run quantpipe")
+}
+
+fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+/// AUC by counting ordered pairs (ties half), independent of quantpipe's implementation.
+fn pairwise_auc(y: &[f64], p: &[f64]) -> f64 {
+    let mut order: Vec<usize> = (0..y.len()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let (mut below_negatives, mut wins, mut i) = (0.0, 0.0, 0);
+    while i < order.len() {
+        let mut j = i;
+        while j < order.len() && p[order[j]] == p[order[i]] {
+            j += 1;
+        }
+        let (pos, neg) =
+            order[i..j].iter().fold((0.0, 0.0), |(a, b), &k| if y[k] == 1.0 { (a + 1.0, b) } else { (a, b + 1.0) });
+        wins += pos * (below_negatives + neg / 2.0);
+        below_negatives += neg;
+        i = j;
+    }
+    let positives = y.iter().filter(|&&v| v == 1.0).count() as f64;
+    wins / (positives * (y.len() as f64 - positives))
+}
+
+struct Prediction {
+    ts: String,
+    model: String,
+    label: f64,
+    prediction: f64,
+    position: f64,
+    ret: Option<f64>,
+}
+
+fn read_predictions(path: &Path) -> Vec<Prediction> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    assert_eq!(r.headers().unwrap(), vec!["ts", "symbol", "model", "label", "prediction", "position", "return"]);
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            Prediction {
+                ts: rec[0].to_string(),
+                model: rec[2].to_string(),
+                label: rec[3].parse().unwrap(),
+                prediction: rec[4].parse().unwrap(),
+                position: rec[5].parse().unwrap(),
+                ret: rec[6].parse().ok(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn quickstart_runs_every_stage_registers_and_reports_and_repeats_exactly() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run1");
+    let config = repo("examples/quickstart.toml");
+    let v =
+        json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]));
+
+    let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(
+        stages,
+        ["data", "features", "labels", "dataset", "train", "backtest", "overfitting", "register", "report"]
+    );
+    assert_eq!(v["data"]["rows"], 17583);
+    assert_eq!(v["data"]["symbol"], "BTCUSD");
+    assert!(v["features"].as_u64().unwrap() >= 100);
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+
+    // The predictions file agrees with the summary's scores and backtest.
+    let predictions = read_predictions(&out_dir.join("predictions.csv"));
+    for m in models {
+        let name = m["name"].as_str().unwrap();
+        let rows: Vec<&Prediction> = predictions.iter().filter(|p| p.model == name).collect();
+        assert_eq!(rows.len() as u64, m["oos_rows"].as_u64().unwrap(), "{name}");
+        assert!(rows.windows(2).all(|w| w[0].ts < w[1].ts), "{name}: predictions out of time order");
+        let y: Vec<f64> = rows.iter().map(|p| p.label).collect();
+        let p: Vec<f64> = rows.iter().map(|p| p.prediction).collect();
+        assert!(y.iter().all(|&v| v == 0.0 || v == 1.0));
+        let auc = m["oos_scores"]["roc_auc"].as_f64().unwrap();
+        assert!((pairwise_auc(&y, &p) - auc).abs() < 1e-12, "{name}: AUC {auc} vs recomputed {}", pairwise_auc(&y, &p));
+        // Hourly BTC direction is close to a coin flip out of sample; a pipeline that let the label
+        // leak into the features would score far higher.
+        assert!((0.45..0.60).contains(&auc), "{name}: out-of-sample AUC {auc}");
+        for r in &rows {
+            let want = if r.prediction > 0.55 {
+                1.0
+            } else if r.prediction < 0.45 {
+                -1.0
+            } else {
+                0.0
+            };
+            assert_eq!(r.position, want, "{name} at {}: P(up) {} gave position {}", r.ts, r.prediction, r.position);
+        }
+        // Compounding the per-bar returns reproduces the reported total return (every bar in the tested
+        // range has a prediction in this data).
+        let growth: f64 = rows.iter().filter_map(|r| r.ret).map(|r| 1.0 + r).product();
+        let first_cost = 1.0 + 0.0; // the first bar's return is 0 by construction (no position before it)
+        let total = m["backtest"]["strategy"]["total_return"].as_f64().unwrap();
+        assert!(
+            (growth * first_cost - 1.0 - total).abs() < 1e-9,
+            "{name}: compounded {} vs total {total}",
+            growth - 1.0
+        );
+        assert!(m["sharpe_statistics"]["deflated_sharpe"].as_f64().is_some());
+        assert_eq!(m["sharpe_statistics"]["trials"], 2);
+        assert!(m["folds"].as_array().unwrap().len() >= 5);
+        assert!(m["importance"].as_array().unwrap().len() >= 10);
+        assert!(m["shap"].as_array().unwrap().len() >= 10);
+    }
+    assert!(v["overfitting"]["pbo"]["pbo"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)));
+
+    // The registry holds one version per model from this run, in the stage the gate allowed.
+    let registered = v["registry"]["versions"].as_array().unwrap();
+    assert_eq!(registered.len(), 2);
+    let listed = json(&quantpipe(home.path(), &["models", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    for r in registered {
+        let stage = r["stage"].as_str().unwrap();
+        let failures = r["gate_failures"].as_array().unwrap();
+        assert!((stage == "production") == failures.is_empty(), "{r}");
+        let shown = json(&quantpipe(home.path(), &["models", "show", r["version"].as_str().unwrap(), "--json"]));
+        assert_eq!(shown["stage"], stage);
+        assert_eq!(shown["run_id"], v["registry"]["run_id"]);
+        assert!(
+            shown["metrics"]["oos_roc_auc"].as_f64().is_some()
+                && shown["metrics"]["deflated_sharpe"].as_f64().is_some()
+        );
+    }
+    let runs = json(&quantpipe(home.path(), &["runs", "list", "--json"]));
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+
+    // The report is one self-contained file with every chart.
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.matches("<svg class=\"chart\"").count() >= 8);
+    for external in ["<script src", "<link", "@import", "url(http", "src=\"http"] {
+        assert!(!html.contains(external), "report refers to an external resource: {external}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["models"], v["models"]);
+    check_in_browser(&out_dir.join("report.html"));
+
+    // Same config, same data: same metrics and the same model bytes.
+    let home2 = tempfile::tempdir().unwrap();
+    let out2 = home2.path().join("run2");
+    let again =
+        json(&quantpipe(home2.path(), &["run", config.to_str().unwrap(), "--out", out2.to_str().unwrap(), "--json"]));
+    for (a, b) in models.iter().zip(again["models"].as_array().unwrap()) {
+        assert_eq!(a["oos_scores"], b["oos_scores"]);
+        assert_eq!(a["backtest"], b["backtest"]);
+        let name = a["name"].as_str().unwrap();
+        let bytes = |dir: &Path| std::fs::read(dir.join("models").join(name).join("model.txt")).unwrap();
+        assert!(bytes(&out_dir) == bytes(&out2), "{name}: model files differ between identical runs");
+    }
+}
+
+fn write_config(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(repo("examples/quickstart.toml")).unwrap();
+    let text = text.replace("../data/sample/", &format!("{}/", repo("data/sample").display()));
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+#[test]
+fn check_validates_config_and_data_without_training() {
+    let home = tempfile::tempdir().unwrap();
+    let config = write_config(home.path(), |t| t);
+    let v = json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--check", "--json"]));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["data"]["rows"], 17583);
+    assert!(v["splits"].as_u64().unwrap() >= 5);
+    assert!(!home.path().join("runs").exists(), "--check wrote a run directory");
+    assert!(!home.path().join("registry.db").exists(), "--check touched the registry");
+}
+
+#[test]
+fn failing_stages_and_bad_configs_name_the_cause_and_leave_the_registry_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    // (text to find, its replacement, what the error must say)
+    let cases = [
+        ("[backtest]\n", "[backtest]\nfee_bsp = 3\n", "backtest.fee_bsp (line"),
+        ("num_leaves = 15", "num_leafs = 15", "num_leafs"),
+        ("seed = 7\n", "seed = 7\ntarget = \"nope\"\n", "models[0].target"),
+        ("bitfinex_btcusd_1h.csv.gz", "missing.csv", "stage data"),
+        ("timeframe = \"1h\"", "timeframe = \"1m\"", "the bars are 1h, but data.timeframe is 1m"),
+        ("min_train_rows = 2000", "min_train_rows = 100000", "stage validation"),
+        ("horizons = [\"4h\", \"24h\"]", "horizons = []", "label"),
+    ];
+    for (find, replace, expected) in cases {
+        let config = write_config(home.path(), |t| {
+            assert!(t.contains(find), "{find:?} is not in the example");
+            t.replacen(find, replace, 1)
+        });
+        let out = quantpipe(home.path(), &["run", config.to_str().unwrap()]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(t.contains(expected), "expected {expected:?} in: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+    // Nothing was registered by any of them.
+    let listed = json(&quantpipe(home.path(), &["models", "list", "--json"]));
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn init_prints_a_commented_example_that_checks() {
+    let home = tempfile::tempdir().unwrap();
+    let out = quantpipe(home.path(), &["init"]);
+    assert!(out.status.success());
+    let example = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        example.contains("# ") && example.contains("file = \"data/sample/bitfinex_btcusd_1h.csv.gz\""),
+        "{example}"
+    );
+    // Written at the repository's root, as the README does, it is a valid pipeline.
+    let path = home.path().join("pipeline.toml");
+    std::fs::write(&path, example.replace("\"data/sample/", &format!("\"{}/", repo("data/sample").display()))).unwrap();
+    let v = json(&quantpipe(home.path(), &["run", path.to_str().unwrap(), "--check", "--json"]));
+    assert_eq!(v["ok"], true);
+}
+
+/// Opens the report in headless Chromium: no console errors, every chart laid out with marks, and a
+/// screenshot beside the report.
+fn check_in_browser(report: &Path) {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("Chromium is needed for the report test (apt-get install -y chromium); ./scripts/test installs it");
+    let url = format!("file://{}", report.canonicalize().unwrap().display());
+    let profile = tempfile::tempdir().unwrap();
+    let common =
+        ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files", "--virtual-time-budget=3000"];
+    let out = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--enable-logging=stderr", "--v=0", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE") || l.contains("Uncaught")).collect();
+    assert!(console.is_empty(), "console messages from the report: {console:#?}");
+    let attr = |name: &str| -> usize {
+        let key = format!("{name}=\"");
+        let at = dom.find(&key).unwrap_or_else(|| panic!("the report's check did not run (no {name} on <body>)"))
+            + key.len();
+        dom[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let (charts, rendered) = (attr("data-charts"), attr("data-charts-rendered"));
+    assert!(charts >= 8, "{charts} charts");
+    assert_eq!(rendered, charts, "{rendered} of {charts} charts rendered");
+    let shot = report.with_file_name("report.png");
+    let out = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--window-size=900,2400", "--hide-scrollbars", &format!("--screenshot={}", shot.display()), &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.len() > 20_000 && png.starts_with(b"\x89PNG"), "screenshot of {} bytes", png.len());
+    // Kept for people to look at (CARGO_TARGET_TMPDIR/quickstart-report.png).
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quickstart-report.png");
+    std::fs::copy(&shot, keep).unwrap();
+}

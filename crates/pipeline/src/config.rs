@@ -1,0 +1,502 @@
+//! The pipeline file: one TOML document that says where the data is, which features and label to
+//! compute, which models to train, how to validate and backtest them, and where the result goes in the
+//! registry. Every table refuses unknown keys; errors name the key path and the line.
+
+use std::path::{Path, PathBuf};
+
+use quantpipe_core::{MarketCalendar, Timeframe};
+use quantpipe_eval::backtest::{Costs, PositionRule};
+use quantpipe_eval::split::Scheme;
+use quantpipe_labels::{Horizon, LabelSpec};
+use quantpipe_models::ModelSpec;
+use quantpipe_registry::{Gate, Stage};
+use serde::{Deserialize, Serialize};
+
+use quantpipe_core::preprocess::PreprocessSpec;
+
+use crate::PipelineError;
+
+/// A whole pipeline, as written in `pipeline.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Name of the pipeline: the run directory and the recorded run carry it.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    /// The label (`kind = "horizon"`, …) as in `quantpipe labels`.
+    pub label: LabelSpec,
+    #[serde(default)]
+    pub validation: ValidationConfig,
+    /// One `[[models]]` table per model; each is trained, validated and registered under its name.
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub backtest: BacktestConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// Where the bars come from: a file (read and validated on every run) or a series in the bar store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// CSV (plain or gzip), JSONL or Parquet bars. Relative paths are relative to the pipeline file;
+    /// `${VAR}` and `${VAR:-default}` are replaced from the environment.
+    pub file: Option<String>,
+    /// With `file`: the symbol to keep from a multi-symbol file. Without: the stored series to use.
+    pub symbol: Option<String>,
+    /// The bar timeframe (`1m`, `1h`, …): required for a stored series, checked against a file's.
+    pub timeframe: Option<String>,
+    /// `crypto`, `fx` or `equity`: the trading calendar for gaps and annualisation (default: inferred).
+    pub calendar: Option<String>,
+    /// Use only bars opening at or after this UTC time (`2023-10-01` or `2023-10-01T12:00`).
+    pub start: Option<String>,
+    /// Use only bars opening before this UTC time.
+    pub end: Option<String>,
+}
+
+/// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS]`, as UTC milliseconds.
+pub fn parse_utc(raw: &str) -> Result<i64, String> {
+    let bad = || format!("{raw:?}: expected a UTC time such as 2023-10-01 or 2023-10-01T12:30");
+    let (date, time) = match raw.trim().split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (raw.trim(), None),
+    };
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts[..] else { return Err(bad()) };
+    let (y, m, d): (i64, u32, u32) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    if !(1..=12).contains(&m) || d == 0 || d > quantpipe_core::time::days_in_month(y, m) {
+        return Err(bad());
+    }
+    let mut ms = quantpipe_core::time::days_from_civil(y, m, d) * 86_400_000;
+    if let Some(t) = time {
+        let fields: Vec<u32> =
+            t.trim_end_matches('Z').split(':').map(|f| f.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        let (h, mi, s) = match fields[..] {
+            [h, mi] => (h, mi, 0),
+            [h, mi, s] => (h, mi, s),
+            _ => return Err(bad()),
+        };
+        if h > 23 || mi > 59 || s > 59 {
+            return Err(bad());
+        }
+        ms += (h as i64 * 3600 + mi as i64 * 60 + s as i64) * 1000;
+    }
+    Ok(ms)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// `standard` or a feature-set TOML file (relative to the pipeline file).
+    #[serde(default = "standard")]
+    pub set: String,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig { set: standard() }
+    }
+}
+
+fn standard() -> String {
+    "standard".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemeKind {
+    WalkForward,
+    PurgedKfold,
+    Holdout,
+}
+
+/// How out-of-sample predictions are made. Every labelled row is predicted at most once, by a model
+/// that never trained on a row whose label window overlaps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    #[serde(default = "walk_forward")]
+    pub scheme: SchemeKind,
+    /// purged_kfold: number of folds.
+    #[serde(default = "five")]
+    pub folds: usize,
+    /// purged_kfold: time left out after each test block (default: the label's look-ahead).
+    pub embargo: Option<String>,
+    /// walk_forward: length of each test window, e.g. `"30d"` or `500` bars (default: a fifth of the
+    /// labelled span after the first training window, i.e. about five windows).
+    pub test_window: Option<Horizon>,
+    /// walk_forward: training window, or `"expanding"` (the default) for all rows before the test window.
+    #[serde(default = "expanding")]
+    pub train_window: String,
+    /// walk_forward: fewest training rows before the first test window.
+    #[serde(default = "default_min_train_rows")]
+    pub min_train_rows: usize,
+    /// holdout: the share of the time range tested (the gap before it is the label's look-ahead).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            scheme: walk_forward(),
+            folds: five(),
+            embargo: None,
+            test_window: None,
+            train_window: expanding(),
+            min_train_rows: default_min_train_rows(),
+            test_fraction: default_test_fraction(),
+        }
+    }
+}
+
+fn walk_forward() -> SchemeKind {
+    SchemeKind::WalkForward
+}
+fn five() -> usize {
+    5
+}
+fn expanding() -> String {
+    "expanding".into()
+}
+fn default_min_train_rows() -> usize {
+    1000
+}
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+impl ValidationConfig {
+    /// The splitting scheme on bars of `timeframe`, for labels that look `lookahead_ms` ahead, over
+    /// labelled rows spanning `span_ms`.
+    pub fn scheme(&self, timeframe: Timeframe, lookahead_ms: i64, span_ms: i64) -> Result<Scheme, PipelineError> {
+        let duration = |raw: &str, key: &str| -> Result<i64, PipelineError> {
+            Horizon::parse(raw)
+                .map(|h| h.max_millis(timeframe))
+                .map_err(|e| PipelineError::config(format!("validation.{key}"), e.to_string()))
+        };
+        Ok(match self.scheme {
+            SchemeKind::PurgedKfold => Scheme::PurgedKfold {
+                folds: self.folds,
+                embargo_ms: match &self.embargo {
+                    Some(e) => duration(e, "embargo")?,
+                    None => lookahead_ms,
+                },
+            },
+            SchemeKind::Holdout => Scheme::Holdout { test_fraction: self.test_fraction, gap_ms: lookahead_ms },
+            SchemeKind::WalkForward => {
+                let train_ms = if self.train_window == "expanding" {
+                    None
+                } else {
+                    Some(duration(&self.train_window, "train_window")?)
+                };
+                let test_ms = match self.test_window {
+                    Some(h) => h.max_millis(timeframe),
+                    // About five test windows after the first training window.
+                    None => {
+                        let first_train = train_ms.unwrap_or(span_ms / 3);
+                        ((span_ms - first_train) / 5).max(timeframe.millis())
+                    }
+                };
+                Scheme::WalkForward { train_ms, test_ms, min_train_rows: self.min_train_rows }
+            }
+        })
+    }
+}
+
+/// One model to train: a name in the registry, a family with its parameters, and optionally the label
+/// column it learns and its preprocessing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// The registered model name (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// The label column to learn (default: the label's own target, e.g. `dir_4h`).
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub preprocess: Option<PreprocessSpec>,
+    /// `kind = "lightgbm" | "logistic" | "linear"` and the family's parameters (docs/models.md); the
+    /// family's parameter struct refuses unknown keys.
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+}
+
+/// How predictions become positions, and what trading costs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestConfig {
+    /// Classifiers: long when the probability of the positive class exceeds this.
+    #[serde(default = "default_long_above")]
+    pub long_above: f64,
+    /// Classifiers: short when it is below this (no shorts when absent). Return regressors: shorts are
+    /// allowed only when this is set.
+    #[serde(default)]
+    pub short_below: Option<f64>,
+    #[serde(default)]
+    pub size_by_confidence: bool,
+    /// Fee per side, basis points of traded value.
+    #[serde(default)]
+    pub fee_bps: f64,
+    #[serde(default)]
+    pub slippage_bps: f64,
+}
+
+fn default_long_above() -> f64 {
+    0.55
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        BacktestConfig {
+            long_above: default_long_above(),
+            short_below: None,
+            size_by_confidence: false,
+            fee_bps: 0.0,
+            slippage_bps: 0.0,
+        }
+    }
+}
+
+impl BacktestConfig {
+    pub fn rule(&self) -> PositionRule {
+        PositionRule {
+            long_above: self.long_above,
+            short_below: self.short_below,
+            size_by_confidence: self.size_by_confidence,
+        }
+    }
+    pub fn costs(&self) -> Costs {
+        Costs { fee_bps: self.fee_bps, slippage_bps: self.slippage_bps }
+    }
+}
+
+/// What happens in the registry at the end of a successful run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Register the trained models (default true).
+    #[serde(default = "yes")]
+    pub register: bool,
+    /// The stage to reach: `draft`, `staging` or `production`. Production is reached only through the
+    /// gate; a version that fails it stays in staging and the report says why.
+    #[serde(default = "default_stage")]
+    pub stage: Stage,
+    /// The experiment the run is recorded in.
+    #[serde(default = "default_experiment")]
+    pub experiment: String,
+    /// The promotion gate (`min`, `max`, `min_deflated_sharpe`, `min_oos_rows`).
+    #[serde(default)]
+    pub gate: Gate,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_stage() -> Stage {
+    Stage::Staging
+}
+fn default_experiment() -> String {
+    "default".into()
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            register: true,
+            stage: default_stage(),
+            experiment: default_experiment(),
+            gate: Gate::default(),
+        }
+    }
+}
+
+/// A parsed pipeline file and the directory its relative paths start from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: PipelineConfig,
+    pub path: PathBuf,
+    /// blake3 of the file's text: two runs of the same file share it.
+    pub hash: String,
+    pub text: String,
+}
+
+impl PipelineConfig {
+    /// Parses and checks a pipeline file. Errors name the key path (`models[1].num_leaves`) and the line.
+    pub fn load(path: &Path) -> Result<LoadedConfig, PipelineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PipelineError::Config { file: path.to_path_buf(), message: e.to_string() })?;
+        let config = PipelineConfig::parse(&text)
+            .map_err(|message| PipelineError::Config { file: path.to_path_buf(), message })?;
+        config.check().map_err(|message| PipelineError::Config { file: path.to_path_buf(), message })?;
+        Ok(LoadedConfig {
+            hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
+            config,
+            path: path.to_path_buf(),
+            text,
+        })
+    }
+
+    /// Parses TOML text; the error names the key path and, where TOML knows it, the line.
+    pub fn parse(text: &str) -> Result<PipelineConfig, String> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|span| 1 + text[..span.start.min(text.len())].matches('\n').count());
+            let message = inner.message().to_string();
+            match (path.as_str(), line) {
+                (".", Some(line)) => format!("line {line}: {message}"),
+                (".", None) => message,
+                (path, Some(line)) => format!("{path} (line {line}): {message}"),
+                (path, None) => format!("{path}: {message}"),
+            }
+        })
+    }
+
+    /// Checks that need more than one key: names, thresholds, counts.
+    pub fn check(&self) -> Result<(), String> {
+        if self.models.is_empty() {
+            return Err("models: at least one [[models]] table is needed".into());
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            quantpipe_registry::check_name(&m.name).map_err(|e| format!("models[{i}].name: {e}"))?;
+            if self.models[..i].iter().any(|o| o.name == m.name) {
+                return Err(format!("models[{i}].name: {:?} is used twice; model names must differ", m.name));
+            }
+            m.spec.task().map_err(|e| format!("models[{i}] ({}): {e}", m.name))?;
+            if let Some(p) = &m.preprocess {
+                p.validate().map_err(|e| format!("models[{i}].preprocess: {e}"))?;
+            }
+        }
+        self.label.validate().map_err(|e| format!("label: {e}"))?;
+        self.backtest.rule().validate().map_err(|e| format!("backtest: {e}"))?;
+        if !(self.backtest.fee_bps >= 0.0 && self.backtest.slippage_bps >= 0.0) {
+            return Err("backtest: fee_bps and slippage_bps must be ≥ 0".into());
+        }
+        let v = &self.validation;
+        if v.scheme == SchemeKind::PurgedKfold && !(2..=50).contains(&v.folds) {
+            return Err(format!("validation.folds = {}: expected 2 to 50", v.folds));
+        }
+        if v.scheme == SchemeKind::Holdout && !(v.test_fraction > 0.0 && v.test_fraction < 0.9) {
+            return Err(format!("validation.test_fraction = {}: expected 0 < f < 0.9", v.test_fraction));
+        }
+        if let Some(tf) = &self.data.timeframe {
+            Timeframe::parse(tf).map_err(|e| format!("data.timeframe: {e}"))?;
+        }
+        let start = self.data.start.as_deref().map(parse_utc).transpose().map_err(|e| format!("data.start: {e}"))?;
+        let end = self.data.end.as_deref().map(parse_utc).transpose().map_err(|e| format!("data.end: {e}"))?;
+        if let (Some(s), Some(e)) = (start, end) {
+            if e <= s {
+                return Err("data.end: must be after data.start".into());
+            }
+        }
+        if let Some(c) = &self.data.calendar {
+            MarketCalendar::parse(c).map_err(|e| format!("data.calendar: {e}"))?;
+        }
+        match (&self.data.file, &self.data.symbol) {
+            (None, None) => return Err("data: give `file` (a bar file) or `symbol` (a stored series)".into()),
+            (None, Some(_)) if self.data.timeframe.is_none() => {
+                return Err("data.timeframe: needed to read a stored series (e.g. \"1m\")".into())
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl LoadedConfig {
+    /// A path from the config, with `${VAR}` / `${VAR:-default}` expanded, relative to the config's directory.
+    pub fn resolve(&self, raw: &str) -> Result<PathBuf, PipelineError> {
+        let expanded = expand_env(raw).map_err(|message| PipelineError::Config { file: self.path.clone(), message })?;
+        let path = PathBuf::from(expanded);
+        Ok(if path.is_absolute() { path } else { self.path.parent().unwrap_or(Path::new(".")).join(path) })
+    }
+}
+
+/// `${VAR}` and `${VAR:-default}`; an unset variable without a default is an error naming it.
+fn expand_env(raw: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("{raw:?}: `${{` without a closing `}}`"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("{raw:?}: environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The commented example `quantpipe init` prints.
+pub const EXAMPLE: &str = include_str!("../../../examples/quickstart.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_checks() {
+        let config = PipelineConfig::parse(EXAMPLE).unwrap();
+        config.check().unwrap();
+        assert!(!config.models.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path_and_line() {
+        let text = EXAMPLE.replace("[backtest]\n", "[backtest]\nfee_bsp = 3\n");
+        let err = PipelineConfig::parse(&text).unwrap_err();
+        assert!(err.contains("backtest.fee_bsp"), "{err}");
+        let line = 1 + text[..text.find("fee_bsp").unwrap()].matches('\n').count();
+        assert!(err.contains(&format!("line {line}")), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_parameters_name_the_model() {
+        let text = EXAMPLE.replacen("num_leaves", "num_leafs", 1);
+        let err = PipelineConfig::parse(&text).unwrap_err();
+        assert!(err.contains("models[0]") && err.contains("num_leafs"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_expand_with_defaults() {
+        assert_eq!(expand_env("${QUANTPIPE_SURELY_UNSET:-../data}/x.csv").unwrap(), "../data/x.csv");
+        assert!(expand_env("${QUANTPIPE_SURELY_UNSET}/x").unwrap_err().contains("QUANTPIPE_SURELY_UNSET"));
+        assert!(expand_env("${OOPS").is_err());
+    }
+
+    #[test]
+    fn utc_times_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_utc("1970-01-02").unwrap(), 86_400_000);
+        assert_eq!(parse_utc("2023-10-01T12:30").unwrap(), 1_696_163_400_000);
+        assert_eq!(parse_utc("2023-10-01 12:30:15Z").unwrap(), 1_696_163_415_000);
+        for bad in ["2023-02-30", "2023-13-01", "yesterday", "2023-10-01T25:00", "2023-10"] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cross_key_checks_name_the_key() {
+        let mut config = PipelineConfig::parse(EXAMPLE).unwrap();
+        config.models.push(config.models[0].clone());
+        assert!(config.check().unwrap_err().contains("used twice"));
+        let mut config = PipelineConfig::parse(EXAMPLE).unwrap();
+        config.backtest.short_below = Some(0.9);
+        assert!(config.check().unwrap_err().starts_with("backtest"));
+    }
+}

@@ -1,0 +1,949 @@
+//! The stages of a run, in order. [`prepare`] reads and checks everything a run needs without
+//! training (it is all `--check` does); [`evaluate`] validates, trains, backtests and scores.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use quantpipe_core::time::format_iso;
+use quantpipe_core::{Bars, MarketCalendar, Symbol, Timeframe};
+use quantpipe_data::quality::{validate, Action, Policy};
+use quantpipe_data::read::{read_bars, ReadOptions};
+use quantpipe_data::store::content_hash;
+use quantpipe_data::BarStore;
+use quantpipe_eval::backtest::{simulate, Performance};
+use quantpipe_eval::metrics::{binary_scores, calibration_table, confusion_matrix, regression_scores, CalibrationBin};
+use quantpipe_eval::overfit::{probability_of_backtest_overfitting, sharpe_statistics, Pbo, SharpeStatistics};
+use quantpipe_eval::periods_per_year;
+use quantpipe_eval::split::{LabelTimes, Split};
+use quantpipe_eval::stats::{mean, std_dev};
+use quantpipe_features::{compute, FeatureSet};
+use quantpipe_labels::Labels;
+use quantpipe_models::{fit, Dataset, Importance, Model, Task};
+use serde::Serialize;
+
+use crate::config::{LoadedConfig, ModelConfig};
+use crate::PipelineError;
+
+/// What one stage did, in the shape every stage reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecord {
+    pub stage: &'static str,
+    pub rows_in: usize,
+    pub rows_out: usize,
+    pub seconds: f64,
+    /// One line on what the stage did.
+    pub note: String,
+    pub warnings: Vec<String>,
+}
+
+/// Watches a run: the CLI draws progress bars and stage lines from these calls.
+pub trait Observer: Sync {
+    /// A stage begins; `steps` is how many [`Observer::step`] calls it will make (0: unknown).
+    fn stage_started(&self, _stage: &'static str, _steps: u64) {}
+    fn step(&self, _stage: &'static str, _message: &str) {}
+    fn stage_finished(&self, _record: &StageRecord) {}
+}
+
+/// An observer that ignores everything (tests, `--json`).
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The data a run read, and what the quality checks found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSummary {
+    pub source: String,
+    pub symbol: String,
+    pub timeframe: String,
+    pub calendar: String,
+    pub rows: usize,
+    pub first: String,
+    pub last: String,
+    /// 0–100, from the data layer's quality report.
+    pub quality_score: f64,
+    /// Checks that found something: "zero-volume bars: 12 (kept)".
+    pub findings: Vec<String>,
+    /// blake3 of the bars (equal data, equal hash).
+    pub dataset_hash: String,
+}
+
+/// Everything computed before training: bars, features, labels, the aligned dataset and its splits.
+pub struct Prepared {
+    pub data: DataSummary,
+    pub bars: Bars,
+    pub timeframe: Timeframe,
+    pub calendar: MarketCalendar,
+    pub feature_set: FeatureSet,
+    pub feature_names: Vec<String>,
+    pub labels: Labels,
+    /// Label indices of the dataset's rows (after warm-up and missing targets), in time order.
+    pub rows: Vec<usize>,
+    /// Row-major feature matrix of the dataset rows.
+    pub x: Vec<f64>,
+    /// Label start and end times of the dataset rows.
+    pub start: Vec<i64>,
+    pub end: Vec<i64>,
+    pub splits: Vec<Split>,
+    pub stages: Vec<StageRecord>,
+}
+
+impl Prepared {
+    pub fn width(&self) -> usize {
+        self.feature_names.len()
+    }
+    /// Bar index of dataset row `i`.
+    pub fn bar(&self, i: usize) -> usize {
+        self.labels.row[self.rows[i]]
+    }
+}
+
+/// One fold of cross-validation, for one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldOutcome {
+    pub fold: usize,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub purged: usize,
+    pub embargoed: usize,
+    pub test_first: String,
+    pub test_last: String,
+    /// The model's headline metric on this fold's test rows.
+    pub score: f64,
+}
+
+/// A backtest of one model's out-of-sample positions over the bars they cover.
+#[derive(Debug, Clone, Serialize)]
+pub struct BacktestOutcome {
+    pub rule: String,
+    pub strategy: Performance,
+    pub buy_and_hold: Performance,
+    #[serde(skip)]
+    pub ts: Vec<i64>,
+    #[serde(skip)]
+    pub equity: Vec<f64>,
+    #[serde(skip)]
+    pub hold_equity: Vec<f64>,
+    /// Position held from each bar's close (bar index `first_bar + i`).
+    #[serde(skip)]
+    pub positions: Vec<f64>,
+    #[serde(skip)]
+    pub returns: Vec<f64>,
+    #[serde(skip)]
+    pub first_bar: usize,
+}
+
+/// Everything one model's part of the run produced.
+#[derive(Serialize)]
+pub struct ModelOutcome {
+    pub name: String,
+    pub family: String,
+    pub task: String,
+    pub target: String,
+    /// Label values in class order, for classifiers (class k is the k-th value).
+    pub classes: Option<Vec<f64>>,
+    pub params: serde_json::Value,
+    pub folds: Vec<FoldOutcome>,
+    /// The headline metric's name (`roc_auc`, `accuracy`, `ic`).
+    pub headline_metric: String,
+    /// Scores over every out-of-sample row together.
+    pub oos_scores: serde_json::Value,
+    pub oos_rows: usize,
+    pub calibration: Option<Vec<CalibrationBin>>,
+    pub confusion: Option<Vec<Vec<usize>>>,
+    /// Features by total gain (top 30), from the final model.
+    pub importance: Vec<Importance>,
+    /// Mean |SHAP| per feature (top 30) over the last out-of-sample rows, from the final model.
+    pub shap: Vec<(String, f64)>,
+    pub shap_rows: usize,
+    pub backtest: Option<BacktestOutcome>,
+    pub sharpe_statistics: Option<SharpeStatistics>,
+    /// Rows the final (registered) model was trained on.
+    pub final_train_rows: usize,
+    pub train_seconds: f64,
+    pub artifact: PathBuf,
+    /// Dataset rows predicted out of sample (indices into [`Prepared::rows`]) and their predictions
+    /// (`outputs` values per row) and encoded labels.
+    #[serde(skip)]
+    pub oos_index: Vec<usize>,
+    #[serde(skip)]
+    pub oos_predictions: Vec<f64>,
+    #[serde(skip)]
+    pub oos_labels: Vec<f64>,
+    #[serde(skip)]
+    pub outputs: usize,
+}
+
+impl ModelOutcome {
+    /// The headline out-of-sample score.
+    pub fn headline(&self) -> f64 {
+        self.oos_scores.get(&self.headline_metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN)
+    }
+    /// One number per out-of-sample row: P(class 1) for binary, the predicted class value for
+    /// multiclass, the prediction for regressors.
+    pub fn point_predictions(&self) -> Vec<f64> {
+        match (&self.classes, self.outputs) {
+            (Some(classes), k) if k > 1 => self
+                .oos_predictions
+                .chunks_exact(k)
+                .map(|p| classes[(0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)])
+                .collect(),
+            _ => self.oos_predictions.clone(),
+        }
+    }
+}
+
+/// Statistics that discount the backtests for how many were tried.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overfitting {
+    /// Backtested strategies (each model is one trial).
+    pub trials: usize,
+    pub pbo: Option<Pbo>,
+    /// Why PBO is absent, when it is.
+    pub pbo_note: Option<String>,
+}
+
+pub struct Evaluated {
+    pub models: Vec<ModelOutcome>,
+    pub overfitting: Overfitting,
+    pub stages: Vec<StageRecord>,
+}
+
+/// What the run needs from outside the config.
+pub struct RunOptions {
+    /// QUANTPIPE_HOME, for series in the bar store.
+    pub home: PathBuf,
+    /// The run's directory: models, report, predictions.
+    pub out_dir: PathBuf,
+    /// Recorded with every artifact (`quantpipe 0.1.0 (commit)`).
+    pub code_version: String,
+}
+
+struct StageClock<'a> {
+    stage: &'static str,
+    started: Instant,
+    observer: &'a dyn Observer,
+}
+
+impl<'a> StageClock<'a> {
+    fn start(stage: &'static str, steps: u64, observer: &'a dyn Observer) -> StageClock<'a> {
+        observer.stage_started(stage, steps);
+        StageClock { stage, started: Instant::now(), observer }
+    }
+    fn finish(self, rows_in: usize, rows_out: usize, note: String, warnings: Vec<String>) -> StageRecord {
+        let record = StageRecord {
+            stage: self.stage,
+            rows_in,
+            rows_out,
+            seconds: self.started.elapsed().as_secs_f64(),
+            note,
+            warnings,
+        };
+        self.observer.stage_finished(&record);
+        record
+    }
+}
+
+/// Data → features → labels → dataset → splits. Everything `--check` verifies.
+pub fn prepare(
+    loaded: &LoadedConfig,
+    options: &RunOptions,
+    observer: &dyn Observer,
+) -> Result<Prepared, PipelineError> {
+    let config = &loaded.config;
+    let mut stages = Vec::new();
+
+    let clock = StageClock::start("data", 0, observer);
+    let (bars, timeframe, calendar, mut data, warnings) = load_data(loaded, &options.home)?;
+    let rows_read = bars.len();
+    let window = |raw: &Option<String>| {
+        raw.as_deref().map(crate::config::parse_utc).transpose().map_err(|e| PipelineError::stage("data", e))
+    };
+    let (from, until) = (window(&config.data.start)?, window(&config.data.end)?);
+    let bars = if from.is_some() || until.is_some() {
+        let keep: Vec<usize> = (0..bars.len())
+            .filter(|&i| from.is_none_or(|f| bars.ts[i] >= f) && until.is_none_or(|u| bars.ts[i] < u))
+            .collect();
+        if keep.is_empty() {
+            return Err(PipelineError::stage(
+                "data",
+                format!(
+                    "no bar of {} lies between data.start and data.end ({} to {})",
+                    data.symbol, data.first, data.last
+                ),
+            ));
+        }
+        let selected = bars.select(&keep);
+        data.rows = selected.len();
+        data.first = format_iso(selected.ts[0]);
+        data.last = format_iso(*selected.ts.last().expect("non-empty"));
+        data.dataset_hash = content_hash(&selected);
+        selected
+    } else {
+        bars
+    };
+    stages.push(clock.finish(
+        rows_read,
+        bars.len(),
+        format!(
+            "{} {} bars of {} ({} to {}), quality {:.1}/100",
+            data.rows, timeframe, data.symbol, data.first, data.last, data.quality_score
+        ),
+        warnings,
+    ));
+
+    let clock = StageClock::start("features", 0, observer);
+    let feature_set = match config.features.set.as_str() {
+        "standard" => FeatureSet::standard(),
+        file => {
+            let path = loaded.resolve(file)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| PipelineError::io(&path, e))?;
+            FeatureSet::from_toml(&path.display().to_string(), &text)
+                .map_err(|e| PipelineError::stage("features", e))?
+        }
+    };
+    let frame = compute(&feature_set, &bars);
+    let d = frame.names.len();
+    let warm = (0..bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(bars.len());
+    if warm >= bars.len() {
+        return Err(PipelineError::stage(
+            "features",
+            format!(
+                "no bar has every one of the {d} features of set {:?} defined: {} bars are fewer than its warm-up",
+                feature_set.name,
+                bars.len()
+            ),
+        ));
+    }
+    stages.push(clock.finish(
+        bars.len(),
+        bars.len() - warm,
+        format!("{d} features of set {:?}; the first {warm} bars are warm-up", feature_set.name),
+        Vec::new(),
+    ));
+
+    let clock = StageClock::start("labels", 0, observer);
+    let labels = config.label.compute(&bars, None).map_err(|e| PipelineError::stage("labels", e))?;
+    let mut warnings = Vec::new();
+    if labels.dropped.dead_zone > 0 {
+        warnings.push(format!("{} rows inside the dead zone have no direction", labels.dropped.dead_zone));
+    }
+    stages.push(clock.finish(
+        bars.len(),
+        labels.len(),
+        format!("{} label, look-ahead {}, target {}", labels.kind, labels.lookahead.name(), labels.target),
+        warnings,
+    ));
+
+    let clock = StageClock::start("dataset", 0, observer);
+    let mut targets: Vec<&[f64]> = Vec::new();
+    for (i, m) in config.models.iter().enumerate() {
+        let target = m.target.as_deref().unwrap_or(&labels.target);
+        let column = labels.column(target).ok_or_else(|| {
+            let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
+            PipelineError::config(
+                format!("models[{i}].target"),
+                format!("{target:?} is not a column of the label (columns: {})", names.join(", ")),
+            )
+        })?;
+        targets.push(column);
+    }
+    let rows: Vec<usize> =
+        (0..labels.len()).filter(|&k| labels.row[k] >= warm && targets.iter().all(|t| t[k].is_finite())).collect();
+    if rows.len() < 200 {
+        return Err(PipelineError::stage(
+            "dataset",
+            format!("only {} labelled rows after the features' warm-up (need ≥ 200)", rows.len()),
+        ));
+    }
+    let mut x = Vec::with_capacity(rows.len() * d);
+    for &k in &rows {
+        let bar = labels.row[k];
+        x.extend(frame.columns.iter().map(|c| c[bar]));
+    }
+    drop(frame);
+    let start: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
+    let end: Vec<i64> = rows.iter().map(|&k| labels.end_ts[k]).collect();
+    let lookahead_ms = labels.lookahead.max_millis(timeframe);
+    let span = end.last().copied().unwrap_or(0) - start.first().copied().unwrap_or(0);
+    let scheme = config.validation.scheme(timeframe, lookahead_ms, span)?;
+    let times = LabelTimes::new(&start, &end).map_err(|e| PipelineError::stage("dataset", e))?;
+    let splits = scheme.splits(times).map_err(|e| PipelineError::stage("validation", e))?;
+    let splits: Vec<Split> = splits.into_iter().filter(|s| s.train_len() > 0 && s.test_len() > 0).collect();
+    if splits.is_empty() {
+        return Err(PipelineError::stage(
+            "validation",
+            format!("the scheme {scheme:?} makes no split with both training and test rows"),
+        ));
+    }
+    let tested: usize = splits.iter().map(|s| s.test_len()).sum();
+    stages.push(clock.finish(
+        labels.len(),
+        rows.len(),
+        format!(
+            "{} rows × {d} features; {} splits ({}), {tested} rows tested out of sample",
+            rows.len(),
+            splits.len(),
+            scheme_name(config.validation.scheme)
+        ),
+        Vec::new(),
+    ));
+    let feature_names = feature_set.columns();
+    Ok(Prepared {
+        data,
+        bars,
+        timeframe,
+        calendar,
+        feature_set,
+        feature_names,
+        labels,
+        rows,
+        x,
+        start,
+        end,
+        splits,
+        stages,
+    })
+}
+
+fn scheme_name(kind: crate::config::SchemeKind) -> &'static str {
+    match kind {
+        crate::config::SchemeKind::WalkForward => "walk-forward",
+        crate::config::SchemeKind::PurgedKfold => "purged k-fold",
+        crate::config::SchemeKind::Holdout => "holdout",
+    }
+}
+
+type LoadedData = (Bars, Timeframe, MarketCalendar, DataSummary, Vec<String>);
+
+fn load_data(loaded: &LoadedConfig, home: &Path) -> Result<LoadedData, PipelineError> {
+    let data = &loaded.config.data;
+    let fail = |m: String| PipelineError::stage("data", m);
+    let calendar = data.calendar.as_deref().map(MarketCalendar::parse).transpose().map_err(|e| fail(e.to_string()))?;
+    let wanted_tf = data.timeframe.as_deref().map(Timeframe::parse).transpose().map_err(|e| fail(e.to_string()))?;
+    let symbol = data.symbol.as_deref().map(Symbol::new).transpose().map_err(|e| fail(e.to_string()))?;
+    match &data.file {
+        Some(file) => {
+            let path = loaded.resolve(file)?;
+            let options = ReadOptions { symbol: symbol.clone(), ..Default::default() };
+            let mut read = read_bars(&path, &options)
+                .or_else(|first| match &symbol {
+                    // A file without a symbol column: name its series after the file.
+                    None => read_bars(
+                        &path,
+                        &ReadOptions { symbol: Some(Symbol::new("INPUT").expect("valid")), ..Default::default() },
+                    ),
+                    Some(_) => Err(first),
+                })
+                .map_err(|e| fail(e.to_string()))?;
+            if read.series.len() != 1 {
+                let names: Vec<String> = read.series.iter().map(|s| s.symbol.to_string()).collect();
+                return Err(fail(format!(
+                    "{}: holds {} symbols ({}); choose one with data.symbol",
+                    path.display(),
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+            let raw = read.series.remove(0);
+            // The timeframe is inferred from the bars and then compared with the config's: forcing it
+            // would turn hourly bars into minute bars with gaps.
+            let policy = Policy { calendar, ..Policy::default() };
+            let validated = validate(raw, &policy).map_err(|m| fail(format!("{}: {m}", path.display())))?;
+            let report = &validated.report;
+            let fatal: Vec<String> = report.fatal().map(|c| format!("{} {}", c.count, c.kind.label())).collect();
+            if !fatal.is_empty() {
+                return Err(fail(format!(
+                    "{}: refused: {} (run `quantpipe ingest {}` for the full report, with --repair where a rule applies)",
+                    path.display(),
+                    fatal.join("; "),
+                    path.display()
+                )));
+            }
+            let tf = validated.timeframe;
+            if let Some(want) = wanted_tf {
+                if want != tf {
+                    return Err(fail(format!("{}: the bars are {tf}, but data.timeframe is {want}", path.display())));
+                }
+            }
+            let findings: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.count > 0)
+                .map(|c| {
+                    let action = match &c.action {
+                        Action::None | Action::Flagged => "flagged".to_string(),
+                        Action::Repaired { rule } => format!("repaired: {rule}"),
+                        Action::Fatal { .. } => "fatal".to_string(),
+                    };
+                    format!("{}: {} ({action})", c.kind.label(), c.count)
+                })
+                .collect();
+            let bars = validated.bars;
+            let summary = DataSummary {
+                source: path.display().to_string(),
+                symbol: report.symbol.to_string(),
+                timeframe: tf.to_string(),
+                calendar: report.calendar.name().to_string(),
+                rows: bars.len(),
+                first: report.first.clone().unwrap_or_default(),
+                last: report.last.clone().unwrap_or_default(),
+                quality_score: report.score,
+                findings: findings.clone(),
+                dataset_hash: content_hash(&bars),
+            };
+            Ok((bars, tf, report.calendar, summary, findings))
+        }
+        None => {
+            let symbol = symbol.ok_or_else(|| fail("give data.file or data.symbol".into()))?;
+            let tf = wanted_tf.ok_or_else(|| fail("data.timeframe is needed for a stored series".into()))?;
+            let store = BarStore::open(home).map_err(|e| fail(e.to_string()))?;
+            let (meta, bars) = store.load(&symbol, tf).map_err(|e| fail(e.to_string()))?;
+            let calendar = calendar.unwrap_or(meta.calendar);
+            let summary = DataSummary {
+                source: format!("bar store {} ({symbol} {tf})", home.display()),
+                symbol: symbol.to_string(),
+                timeframe: tf.to_string(),
+                calendar: calendar.name().to_string(),
+                rows: bars.len(),
+                first: meta.first.clone().unwrap_or_default(),
+                last: meta.last.clone().unwrap_or_default(),
+                quality_score: meta.quality_score,
+                findings: Vec::new(),
+                dataset_hash: meta.content_hash.clone(),
+            };
+            Ok((bars, tf, calendar, summary, Vec::new()))
+        }
+    }
+}
+
+/// Cross-validates, trains the final model, backtests and scores every configured model.
+pub fn evaluate(
+    loaded: &LoadedConfig,
+    prepared: &Prepared,
+    options: &RunOptions,
+    observer: &dyn Observer,
+) -> Result<Evaluated, PipelineError> {
+    let config = &loaded.config;
+    let mut stages = Vec::new();
+    let steps = (config.models.len() * (prepared.splits.len() + 1)) as u64;
+    let clock = StageClock::start("train", steps, observer);
+    let mut models = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, m) in config.models.iter().enumerate() {
+        let outcome = train_one(loaded, prepared, options, i, m, observer, &mut warnings)?;
+        models.push(outcome);
+    }
+    let tested = models.first().map_or(0, |m| m.oos_rows);
+    stages.push(clock.finish(
+        prepared.rows.len(),
+        tested,
+        format!("{} models × {} folds, then each refitted for registration", models.len(), prepared.splits.len()),
+        warnings,
+    ));
+
+    let clock = StageClock::start("backtest", 0, observer);
+    let mut warnings = Vec::new();
+    let ppy = periods_per_year(prepared.timeframe, prepared.calendar);
+    for model in &mut models {
+        match backtest(config, prepared, model, ppy) {
+            Ok(Some(bt)) => model.backtest = Some(bt),
+            Ok(None) => warnings.push(format!(
+                "{}: no trading rule for a {} model of {} (backtests need a binary classifier or a ret_* regressor)",
+                model.name, model.task, model.target
+            )),
+            Err(e) => return Err(PipelineError::stage("backtest", format!("{}: {e}", model.name))),
+        }
+    }
+    let backtested = models.iter().filter(|m| m.backtest.is_some()).count();
+    let bars = models.iter().find_map(|m| m.backtest.as_ref()).map_or(0, |b| b.returns.len());
+    stages.push(clock.finish(
+        tested,
+        bars,
+        format!(
+            "{backtested} of {} models over {bars} bars, fee {} bp + slippage {} bp per side",
+            models.len(),
+            config.backtest.fee_bps,
+            config.backtest.slippage_bps
+        ),
+        warnings,
+    ));
+
+    let clock = StageClock::start("overfitting", 0, observer);
+    let overfitting = overfitting(&mut models)?;
+    stages.push(clock.finish(
+        backtested,
+        backtested,
+        match &overfitting.pbo {
+            Some(p) => {
+                format!("deflated Sharpe over {} trials; PBO {:.3} over {} splits", overfitting.trials, p.pbo, p.splits)
+            }
+            None => format!("deflated Sharpe over {} trials", overfitting.trials),
+        },
+        overfitting.pbo_note.iter().cloned().collect(),
+    ));
+    Ok(Evaluated { models, overfitting, stages })
+}
+
+fn task_name(task: Task) -> String {
+    match task {
+        Task::Binary => "binary".into(),
+        Task::Multiclass { classes } => format!("multiclass:{classes}"),
+        Task::Regression => "regression".into(),
+        Task::Quantile { alpha } => format!("quantile:{alpha}"),
+    }
+}
+
+/// Scores of predictions against encoded labels, and the headline metric's name.
+fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::Value, &'static str), String> {
+    Ok(match task {
+        Task::Binary => (
+            serde_json::to_value(binary_scores(y, predictions, 0.5).map_err(|e| e.to_string())?).expect("serialises"),
+            "roc_auc",
+        ),
+        Task::Multiclass { classes } => {
+            let predicted: Vec<f64> = predictions
+                .chunks_exact(classes)
+                .map(|p| (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0) as f64)
+                .collect();
+            let confusion = confusion_matrix(y, &predicted, classes).map_err(|e| e.to_string())?;
+            let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
+            (
+                serde_json::json!({ "rows": y.len(), "accuracy": correct as f64 / y.len() as f64, "confusion": confusion }),
+                "accuracy",
+            )
+        }
+        Task::Regression | Task::Quantile { .. } => (
+            serde_json::to_value(regression_scores(y, predictions).map_err(|e| e.to_string())?).expect("serialises"),
+            "ic",
+        ),
+    })
+}
+
+fn train_one(
+    loaded: &LoadedConfig,
+    prepared: &Prepared,
+    options: &RunOptions,
+    index: usize,
+    m: &ModelConfig,
+    observer: &dyn Observer,
+    warnings: &mut Vec<String>,
+) -> Result<ModelOutcome, PipelineError> {
+    let fail = |e: String| PipelineError::stage("train", format!("models[{index}] ({}): {e}", m.name));
+    let task = m.spec.task().map_err(|e| fail(e.to_string()))?;
+    let labels = &prepared.labels;
+    let target = m.target.clone().unwrap_or_else(|| labels.target.clone());
+    let y_all = labels.column(&target).expect("checked in the dataset stage");
+    let raw: Vec<f64> = prepared.rows.iter().map(|&k| y_all[k]).collect();
+    let classes: Option<Vec<f64>> = task.is_classification().then(|| {
+        let mut v = raw.clone();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    });
+    if let Some(values) = &classes {
+        if values.len() != task.outputs().max(2) {
+            return Err(fail(format!(
+                "target {target} has {} distinct values ({values:?}) but the model expects {} classes",
+                values.len(),
+                task.outputs().max(2)
+            )));
+        }
+    }
+    let y: Vec<f64> = match &classes {
+        Some(values) => raw.iter().map(|v| values.iter().position(|c| c == v).expect("a seen value") as f64).collect(),
+        None => raw,
+    };
+    let d = prepared.width();
+    let outputs = task.outputs();
+    let gather = |rows: &[usize]| -> Vec<f64> {
+        rows.iter().flat_map(|&i| prepared.x[i * d..(i + 1) * d].iter().copied()).collect()
+    };
+    let fit_rows = |rows: &[usize]| -> Result<Box<dyn Model>, PipelineError> {
+        let features = gather(rows);
+        let labels_: Vec<f64> = rows.iter().map(|&i| y[i]).collect();
+        let start: Vec<i64> = rows.iter().map(|&i| prepared.start[i]).collect();
+        let end: Vec<i64> = rows.iter().map(|&i| prepared.end[i]).collect();
+        let data = Dataset {
+            features: &features,
+            feature_names: &prepared.feature_names,
+            labels: &labels_,
+            weights: None,
+            label_windows: Some((&start, &end)),
+        };
+        fit(&m.spec, m.preprocess.as_ref(), &data).map_err(|e| fail(e.to_string()))
+    };
+
+    let started = Instant::now();
+    let mut oos: Vec<Option<Vec<f64>>> = vec![None; prepared.rows.len()];
+    let mut folds = Vec::new();
+    let mut headline_metric = "";
+    for (f, split) in prepared.splits.iter().enumerate() {
+        observer.step("train", &format!("{} fold {}/{}", m.name, f + 1, prepared.splits.len()));
+        let train: Vec<usize> = split.train_indices().collect();
+        let test: Vec<usize> = split.test_indices().collect();
+        let model = fit_rows(&train)?;
+        let predictions = model.predict(&gather(&test)).map_err(|e| fail(e.to_string()))?;
+        let y_test: Vec<f64> = test.iter().map(|&i| y[i]).collect();
+        let (scores, metric) = score(task, &y_test, &predictions).map_err(|e| fail(format!("fold {f}: {e}")))?;
+        headline_metric = metric;
+        for (j, &i) in test.iter().enumerate() {
+            if oos[i].is_some() {
+                return Err(fail(format!(
+                    "row {i} is tested by two folds; the run needs each row tested at most once"
+                )));
+            }
+            oos[i] = Some(predictions[j * outputs..(j + 1) * outputs].to_vec());
+        }
+        folds.push(FoldOutcome {
+            fold: f,
+            train_rows: train.len(),
+            test_rows: test.len(),
+            purged: split.purged,
+            embargoed: split.embargoed,
+            test_first: format_iso(prepared.start[test[0]]),
+            test_last: format_iso(prepared.start[*test.last().expect("non-empty")]),
+            score: scores.get(metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+        });
+    }
+    let oos_index: Vec<usize> = (0..oos.len()).filter(|&i| oos[i].is_some()).collect();
+    let oos_predictions: Vec<f64> = oos_index.iter().flat_map(|&i| oos[i].clone().expect("present")).collect();
+    let oos_labels: Vec<f64> = oos_index.iter().map(|&i| y[i]).collect();
+    let (oos_scores, _) =
+        score(task, &oos_labels, &oos_predictions).map_err(|e| fail(format!("out of sample: {e}")))?;
+    let calibration = (task == Task::Binary)
+        .then(|| calibration_table(&oos_labels, &oos_predictions, 10))
+        .transpose()
+        .map_err(|e| fail(e.to_string()))?;
+    let confusion = match task {
+        Task::Binary => {
+            let predicted: Vec<f64> = oos_predictions.iter().map(|&p| f64::from(u8::from(p > 0.5))).collect();
+            Some(confusion_matrix(&oos_labels, &predicted, 2).map_err(|e| fail(e.to_string()))?)
+        }
+        Task::Multiclass { .. } => serde_json::from_value(oos_scores["confusion"].clone()).ok(),
+        _ => None,
+    };
+
+    // The model to register: trained on every dataset row (or the last training window of a rolling
+    // walk-forward), so it has seen the most recent data.
+    observer.step("train", &format!("{} final fit", m.name));
+    let validation = &loaded.config.validation;
+    let final_rows: Vec<usize> = match validation.scheme {
+        crate::config::SchemeKind::WalkForward if validation.train_window != "expanding" => {
+            let window = quantpipe_labels::Horizon::parse(&validation.train_window)
+                .map_err(|e| fail(format!("validation.train_window: {e}")))?
+                .max_millis(prepared.timeframe);
+            let last = *prepared.start.last().expect("rows");
+            (0..prepared.rows.len()).filter(|&i| prepared.start[i] > last - window).collect()
+        }
+        _ => (0..prepared.rows.len()).collect(),
+    };
+    let model = fit_rows(&final_rows)?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let artifact = options.out_dir.join("models").join(&m.name);
+    model.save(&artifact).map_err(|e| fail(e.to_string()))?;
+
+    let mut importance = model.feature_importance().unwrap_or_default();
+    importance.sort_by(|a, b| b.gain.total_cmp(&a.gain));
+    importance.truncate(30);
+    let (shap, shap_rows) = match shap_summary(model.as_ref(), prepared, &oos_index, 300) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!("{}: no SHAP summary: {e}", m.name));
+            (Vec::new(), 0)
+        }
+    };
+    let train_json = serde_json::json!({
+        "data": prepared.data.source,
+        "feature_set": prepared.feature_set.name,
+        "feature_set_hash": prepared.feature_set.hash(),
+        "features": d,
+        "dataset_hash": prepared.data.dataset_hash,
+        "label": serde_json::to_value(&loaded.config.label).expect("serialises"),
+        "label_lookahead": labels.lookahead.name(),
+        "target": target,
+        "classes": classes,
+        "train_rows": final_rows.len(),
+        "test_rows": oos_index.len(),
+        "test_scores": oos_scores,
+        "validation": scheme_name(loaded.config.validation.scheme),
+        "folds": folds.len(),
+        "preprocess": m.preprocess,
+        "pipeline": loaded.config.name,
+        "pipeline_hash": loaded.hash,
+        "code_version": options.code_version,
+    });
+    let path = artifact.join("train.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&train_json).expect("serialises"))
+        .map_err(|e| PipelineError::io(&path, e))?;
+
+    Ok(ModelOutcome {
+        name: m.name.clone(),
+        family: model.family().to_string(),
+        task: task_name(task),
+        target,
+        classes,
+        params: serde_json::to_value(&m.spec).expect("serialises"),
+        folds,
+        headline_metric: headline_metric.to_string(),
+        oos_scores,
+        oos_rows: oos_index.len(),
+        calibration,
+        confusion,
+        importance,
+        shap,
+        shap_rows,
+        backtest: None,
+        sharpe_statistics: None,
+        final_train_rows: final_rows.len(),
+        train_seconds,
+        artifact,
+        oos_index,
+        oos_predictions,
+        oos_labels,
+        outputs,
+    })
+}
+
+/// Mean |contribution| per feature over the last `limit` out-of-sample rows (single-output models).
+fn shap_summary(
+    model: &dyn Model,
+    prepared: &Prepared,
+    oos: &[usize],
+    limit: usize,
+) -> Result<(Vec<(String, f64)>, usize), String> {
+    let d = prepared.width();
+    let rows = &oos[oos.len().saturating_sub(limit)..];
+    let mut total = vec![0.0; d];
+    for &i in rows {
+        let contributions = model.explain(&prepared.x[i * d..(i + 1) * d]).map_err(|e| e.to_string())?;
+        if contributions.len() != d + 1 {
+            return Err(format!(
+                "{} contributions for {d} features (multi-output models are not summarised)",
+                contributions.len()
+            ));
+        }
+        for (t, c) in total.iter_mut().zip(&contributions) {
+            *t += c.abs();
+        }
+    }
+    let mut summary: Vec<(String, f64)> =
+        prepared.feature_names.iter().cloned().zip(total.into_iter().map(|t| t / rows.len().max(1) as f64)).collect();
+    summary.sort_by(|a, b| b.1.total_cmp(&a.1));
+    summary.truncate(30);
+    Ok((summary, rows.len()))
+}
+
+/// Positions from out-of-sample predictions, held from each predicted bar's close; bars between the
+/// first and last prediction without one are flat.
+fn backtest(
+    config: &crate::config::PipelineConfig,
+    prepared: &Prepared,
+    model: &ModelOutcome,
+    ppy: f64,
+) -> Result<Option<BacktestOutcome>, String> {
+    let rule = config.backtest.rule();
+    let is_binary = model.task == "binary";
+    let is_return = model.classes.is_none() && model.target.starts_with("ret_");
+    // A label that proposes a trade side (sigma reversion, a primary model's meta-label): the model
+    // is a gate that lets the proposed trade through or not.
+    let sides =
+        prepared.labels.column("side").filter(|_| is_binary && matches!(model.target.as_str(), "reverts" | "meta"));
+    if !(is_binary || is_return) || model.oos_index.is_empty() {
+        return Ok(None);
+    }
+    let first_bar = prepared.bar(model.oos_index[0]);
+    let last_bar = prepared.bar(*model.oos_index.last().expect("non-empty"));
+    let mut positions = vec![0.0; last_bar - first_bar + 1];
+    let (mut offered, mut approved) = (0usize, 0usize);
+    for (j, &i) in model.oos_index.iter().enumerate() {
+        let p = model.oos_predictions[j];
+        positions[prepared.bar(i) - first_bar] = match sides {
+            Some(sides) => {
+                let side = sides[prepared.rows[i]];
+                if side.is_finite() && side != 0.0 {
+                    offered += 1;
+                    let take = rule.position(p) > 0.0;
+                    approved += usize::from(take);
+                    if take {
+                        side.signum()
+                    } else {
+                        0.0
+                    }
+                } else {
+                    0.0
+                }
+            }
+            None if is_binary => rule.position(p),
+            None if p > 0.0 => 1.0,
+            None if p < 0.0 && rule.short_below.is_some() => -1.0,
+            None => 0.0,
+        };
+    }
+    let close = &prepared.bars.close[first_bar..=last_bar];
+    let costs = config.backtest.costs();
+    let run = simulate(close, &positions, costs).map_err(|e| e.to_string())?;
+    let hold = simulate(close, &vec![1.0; close.len()], costs).map_err(|e| e.to_string())?;
+    let rule_text = if sides.is_some() {
+        format!("take the label's proposed side when P({}) > {}, else flat", model.target, rule.long_above)
+    } else if is_binary {
+        match rule.short_below {
+            Some(s) => format!("long when P(up) > {}, short when P(up) < {s}", rule.long_above),
+            None => format!("long when P(up) > {}, else flat", rule.long_above),
+        }
+    } else if rule.short_below.is_some() {
+        "long when the predicted return > 0, short when < 0".into()
+    } else {
+        "long when the predicted return > 0, else flat".into()
+    };
+    let mut strategy = run.performance(ppy);
+    if sides.is_some() {
+        strategy.approval_rate = (offered > 0).then(|| approved as f64 / offered as f64);
+    }
+    Ok(Some(BacktestOutcome {
+        rule: rule_text,
+        strategy,
+        buy_and_hold: hold.performance(ppy),
+        ts: prepared.bars.ts[first_bar..=last_bar].to_vec(),
+        equity: run.equity,
+        hold_equity: hold.equity,
+        positions,
+        returns: run.returns,
+        first_bar,
+    }))
+}
+
+/// The deflated Sharpe ratio of every backtest, counting every backtested model as a trial, and the
+/// probability of backtest overfitting across them.
+fn overfitting(models: &mut [ModelOutcome]) -> Result<Overfitting, PipelineError> {
+    let per_bar_sharpe = |r: &[f64]| {
+        let sd = std_dev(r);
+        if sd > 0.0 {
+            mean(r) / sd
+        } else {
+            0.0
+        }
+    };
+    let trial_sharpes: Vec<f64> =
+        models.iter().filter_map(|m| m.backtest.as_ref()).map(|b| per_bar_sharpe(&b.returns)).collect();
+    for m in models.iter_mut() {
+        if let Some(b) = &m.backtest {
+            if std_dev(&b.returns) > 0.0 {
+                m.sharpe_statistics = Some(
+                    sharpe_statistics(&b.returns, &trial_sharpes)
+                        .map_err(|e| PipelineError::stage("overfitting", e))?,
+                );
+            }
+        }
+    }
+    let returns: Vec<Vec<f64>> = models.iter().filter_map(|m| m.backtest.as_ref()).map(|b| b.returns.clone()).collect();
+    let (pbo, pbo_note) = if returns.len() < 2 {
+        (None, Some("PBO needs at least two backtested trials; this run has fewer".to_string()))
+    } else {
+        let bars = returns[0].len();
+        let blocks = (2..=10).rev().step_by(2).find(|&b| bars >= 2 * b).unwrap_or(2);
+        match probability_of_backtest_overfitting(&returns, blocks) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(format!("no PBO: {e}"))),
+        }
+    };
+    Ok(Overfitting { trials: trial_sharpes.len(), pbo, pbo_note })
+}
