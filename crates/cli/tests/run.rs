@@ -294,3 +294,70 @@ fn check_in_browser(report: &Path) {
     let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quickstart-report.png");
     std::fs::copy(&shot, keep).unwrap();
 }
+
+fn shared_data() -> String {
+    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    assert!(dir.join("eurusd_1h.csv.gz").exists(), "missing real data in {}", dir.display());
+    dir.display().to_string()
+}
+
+/// Every example in examples/ is a valid pipeline over its real data (config, data, features, labels
+/// and splits); the long ones are run in full by bench and by hand (docs/pipeline.md gives times).
+#[test]
+fn every_example_checks_against_its_real_data() {
+    let home = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+            .args(["run", path.to_str().unwrap(), "--check", "--json"])
+            .env("QUANTPIPE_HOME", home.path())
+            .env("QUANTPIPE_SHARED_DATA", shared_data())
+            .output()
+            .unwrap();
+        let v = json(&out);
+        assert_eq!(v["ok"], true, "{}", path.display());
+        assert!(v["dataset_rows"].as_u64().unwrap() >= 1000, "{}: {v}", path.display());
+        assert!(v["splits"].as_u64().unwrap() >= 2, "{}: {v}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} examples");
+}
+
+/// The sigma-reversion gate on FILUSDT 1m: the model approves or blocks the trades the label
+/// proposes, and the reported approval rate is the share of proposed trades it let through.
+#[test]
+fn sigma_reversion_gate_reports_its_approval_rate() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+        .args([
+            "run",
+            repo("examples/filusdt_sigma_gate.toml").to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ])
+        .env("QUANTPIPE_HOME", home.path())
+        .env("QUANTPIPE_SHARED_DATA", shared_data())
+        .env_remove("QUANTPIPE_DATABASE_URL")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let m = &v["models"][0];
+    assert_eq!(m["target"], "reverts");
+    let rate = m["backtest"]["strategy"]["approval_rate"].as_f64().unwrap();
+    let predictions = read_predictions(&out_dir.join("predictions.csv"));
+    assert_eq!(predictions.len() as u64, m["oos_rows"].as_u64().unwrap());
+    // Every out-of-sample row is a proposed trade; the approved ones hold a position.
+    let approved = predictions.iter().filter(|p| p.position != 0.0).count();
+    assert!((rate - approved as f64 / predictions.len() as f64).abs() < 1e-12, "rate {rate}, approved {approved}");
+    assert!(predictions.iter().all(|p| (p.position != 0.0) == (p.prediction > 0.08)));
+    assert!(rate > 0.0 && rate < 1.0, "approval rate {rate}");
+    assert!(m["oos_scores"]["roc_auc"].as_f64().unwrap() > 0.5);
+}

@@ -414,7 +414,10 @@ impl LoadedConfig {
     pub fn resolve(&self, raw: &str) -> Result<PathBuf, PipelineError> {
         let expanded = expand_env(raw).map_err(|message| PipelineError::Config { file: self.path.clone(), message })?;
         let path = PathBuf::from(expanded);
-        Ok(if path.is_absolute() { path } else { self.path.parent().unwrap_or(Path::new(".")).join(path) })
+        let joined = if path.is_absolute() { path } else { self.path.parent().unwrap_or(Path::new(".")).join(path) };
+        // `examples/../data/x.csv` reads better as the real path in reports; a missing file keeps its
+        // name so the error can say which one.
+        Ok(joined.canonicalize().unwrap_or(joined))
     }
 }
 
