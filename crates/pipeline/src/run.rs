@@ -526,17 +526,61 @@ pub fn evaluate(
     let mut stages = Vec::new();
     let steps = (config.models.len() * (prepared.splits.len() + 1)) as u64;
     let clock = StageClock::start("train", steps, observer);
+    // Models train side by side within the core budget: with more models than cores each gets one
+    // thread, otherwise the cores are shared out. A model whose config sets num_threads keeps it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let side_by_side = config.models.len().clamp(1, cores);
+    let threads_each = (cores / side_by_side).max(1);
+    let budgeted: Vec<ModelConfig> = config
+        .models
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if let quantpipe_models::ModelSpec::Lightgbm(p) = &mut m.spec {
+                if p.num_threads == 0 {
+                    p.num_threads = threads_each;
+                }
+            }
+            m
+        })
+        .collect();
+    let mut results: Vec<Option<Trained>> = (0..budgeted.len()).map(|_| None).collect();
+    for (chunk_index, chunk) in budgeted.chunks(side_by_side).enumerate() {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, m)| {
+                    let i = chunk_index * side_by_side + k;
+                    scope.spawn(move || {
+                        let mut warnings = Vec::new();
+                        train_one(loaded, prepared, options, i, m, observer, &mut warnings).map(|o| (o, warnings))
+                    })
+                })
+                .collect();
+            for (k, handle) in handles.into_iter().enumerate() {
+                let outcome =
+                    handle.join().unwrap_or_else(|_| Err(PipelineError::stage("train", "a training thread panicked")));
+                results[chunk_index * side_by_side + k] = Some(outcome);
+            }
+        });
+    }
     let mut models = Vec::new();
     let mut warnings = Vec::new();
-    for (i, m) in config.models.iter().enumerate() {
-        let outcome = train_one(loaded, prepared, options, i, m, observer, &mut warnings)?;
+    for result in results.into_iter().flatten() {
+        let (outcome, w) = result?;
         models.push(outcome);
+        warnings.extend(w);
     }
     let tested = models.first().map_or(0, |m| m.oos_rows);
     stages.push(clock.finish(
         prepared.rows.len(),
         tested,
-        format!("{} models × {} folds, then each refitted for registration", models.len(), prepared.splits.len()),
+        format!(
+            "{} models × {} folds, {side_by_side} at a time with {threads_each} thread(s) each, then each refitted for registration",
+            models.len(),
+            prepared.splits.len()
+        ),
         warnings,
     ));
 
@@ -582,6 +626,9 @@ pub fn evaluate(
     ));
     Ok(Evaluated { models, overfitting, stages })
 }
+
+/// One model's outcome and the warnings its training raised.
+type Trained = Result<(ModelOutcome, Vec<String>), PipelineError>;
 
 fn task_name(task: Task) -> String {
     match task {
