@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv && .venv/bin/pip install -q -r tests/requirements.txt
 fi
 export CMAKE="${CMAKE:-$PWD/.venv/bin/cmake}"
-cargo build --release --quiet -p quantpipe-cli -p quantpipe-features --example bench_features
+cargo build --release --quiet -p quantpipe-cli -p quantpipe-features --bin quantpipe --example bench_features
 target="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
