@@ -12,6 +12,9 @@ fn quantpipe(home: &Path, args: &[&str]) -> Output {
         .env_remove("QUANTPIPE_DATABASE_URL")
         .env_remove("QUANTPIPE_ARTIFACTS")
         .env_remove("QUANTPIPE_SCOPE")
+        // Several runs share 2 cores while tests run in parallel: OpenMP threads that spin while
+        // waiting would starve each other.
+        .env("OMP_WAIT_POLICY", "PASSIVE")
         .output()
         .expect("run quantpipe")
 }
@@ -25,7 +28,7 @@ fn text(o: &Output) -> String {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", text(o));
+    assert!(o.status.success(), "{:?}: {}", o.status, text(o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
 }
 
@@ -318,6 +321,7 @@ fn every_example_checks_against_its_real_data() {
             .args(["run", path.to_str().unwrap(), "--check", "--json"])
             .env("QUANTPIPE_HOME", home.path())
             .env("QUANTPIPE_SHARED_DATA", shared_data())
+            .env("OMP_WAIT_POLICY", "PASSIVE")
             .output()
             .unwrap();
         let v = json(&out);
@@ -346,6 +350,7 @@ fn sigma_reversion_gate_reports_its_approval_rate() {
         .env("QUANTPIPE_HOME", home.path())
         .env("QUANTPIPE_SHARED_DATA", shared_data())
         .env_remove("QUANTPIPE_DATABASE_URL")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
         .output()
         .unwrap();
     let v = json(&out);
