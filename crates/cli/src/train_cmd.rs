@@ -8,9 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantpipe_core::preprocess::PreprocessSpec;
-use quantpipe_eval::metrics::{binary_scores, confusion_matrix, regression_scores};
 use quantpipe_features::compute;
-use quantpipe_models::{fit, Dataset, ModelSpec, Task};
+use quantpipe_models::{fit, Dataset, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::eval_cmd::{BarsArgs, LabelArgs};
@@ -232,23 +231,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     let model = fit(&model_file.model, model_file.preprocess.as_ref(), &data)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let predictions = model.predict(&x_test)?;
-    let test_scores = match task {
-        Task::Binary => serde_json::to_value(binary_scores(&y_test, &predictions, 0.5)?)?,
-        Task::Multiclass { classes } => {
-            let predicted: Vec<f64> = predictions
-                .chunks_exact(classes)
-                .map(|p| (0..classes).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0) as f64)
-                .collect();
-            let confusion = confusion_matrix(&y_test, &predicted, classes)?;
-            let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-            serde_json::json!({
-                "rows": y_test.len(),
-                "accuracy": correct as f64 / y_test.len() as f64,
-                "confusion": confusion,
-            })
-        }
-        Task::Regression | Task::Quantile { .. } => serde_json::to_value(regression_scores(&y_test, &predictions)?)?,
-    };
+    let (test_scores, _) = quantpipe_pipeline::run::score(task, &y_test, &predictions).map_err(anyhow::Error::msg)?;
     // Exported before anything is written, so a refused export leaves no half-reported model behind.
     let onnx = args.onnx.as_ref().map(|_| model.to_onnx()).transpose()?;
     model.save(&args.output)?;

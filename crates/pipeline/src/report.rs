@@ -94,9 +94,8 @@ pub fn summary<'a>(input: &'a ReportInput<'a>, files: &'a RunFiles) -> Summary<'
     }
 }
 
-/// Writes report.html, summary.json and predictions.csv.
+/// Writes summary.json and report.html (after [`write_predictions`], which they list).
 pub fn write(input: &ReportInput, files: &RunFiles) -> Result<(), PipelineError> {
-    write_predictions(input, &files.predictions)?;
     let summary = summary(input, files);
     let json = serde_json::to_vec_pretty(&summary).expect("serialises");
     std::fs::write(&files.summary, json).map_err(|e| PipelineError::io(&files.summary, e))?;
@@ -105,7 +104,8 @@ pub fn write(input: &ReportInput, files: &RunFiles) -> Result<(), PipelineError>
     Ok(())
 }
 
-fn write_predictions(input: &ReportInput, path: &Path) -> Result<(), PipelineError> {
+/// Writes predictions.csv: every out-of-sample prediction with its position and return.
+pub fn write_predictions(input: &ReportInput, path: &Path) -> Result<(), PipelineError> {
     let p = input.prepared;
     let io = |e: csv::Error| PipelineError::stage("report", format!("{}: {e}", path.display()));
     let mut w = csv::Writer::from_path(path).map_err(io)?;
@@ -319,52 +319,21 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
             config.backtest.slippage_bps
         );
         let x: Vec<f64> = first.ts.iter().map(|&t| t as f64).collect();
-        let mut lines: Vec<Line> = backtested
+        let names: Vec<&str> = backtested.iter().map(|m| m.name.as_str()).collect();
+        let equities: Vec<&[f64]> = backtested
             .iter()
-            .enumerate()
-            .map(|(k, m)| Line {
-                name: &m.name,
-                x: &x,
-                y: &m.backtest.as_ref().expect("backtested").equity,
-                color: PALETTE[k % PALETTE.len()],
-                markers: false,
-                dashed: false,
-            })
+            .map(|m| m.backtest.as_ref().expect("backtested").equity.as_slice())
+            .chain(std::iter::once(first.hold_equity.as_slice()))
             .collect();
-        lines.push(Line {
-            name: "buy and hold",
-            x: &x,
-            y: &first.hold_equity,
-            color: "#555",
-            markers: false,
-            dashed: true,
-        });
+        let lines = against_hold(&names, &x, &equities);
         h.push_str(&line_chart("Equity (starting at 1)", Axis::Time, "equity", &lines, 320.0, None, None));
         let drawdowns: Vec<Vec<f64>> = backtested
             .iter()
             .map(|m| drawdown(&m.backtest.as_ref().expect("backtested").equity))
             .chain(std::iter::once(drawdown(&first.hold_equity)))
             .collect();
-        let mut lines: Vec<Line> = backtested
-            .iter()
-            .enumerate()
-            .map(|(k, m)| Line {
-                name: &m.name,
-                x: &x,
-                y: &drawdowns[k],
-                color: PALETTE[k % PALETTE.len()],
-                markers: false,
-                dashed: false,
-            })
-            .collect();
-        lines.push(Line {
-            name: "buy and hold",
-            x: &x,
-            y: drawdowns.last().expect("hold"),
-            color: "#555",
-            markers: false,
-            dashed: true,
-        });
+        let drawdowns: Vec<&[f64]> = drawdowns.iter().map(Vec::as_slice).collect();
+        let lines = against_hold(&names, &x, &drawdowns);
         h.push_str(&line_chart("Drawdown", Axis::Time, "fall from peak", &lines, 260.0, None, None));
         h.push_str("<table><tr><th></th><th>total return</th><th>annualised</th><th>volatility</th><th>Sharpe</th><th>Sortino</th><th>max drawdown</th><th>trades</th><th>win rate</th><th>exposure</th><th>fees</th></tr>");
         let mut row = |name: &str, s: &quantpipe_eval::backtest::Performance| {
@@ -548,6 +517,19 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
     h.push_str("<script>(function(){var c=document.querySelectorAll('svg.chart'),ok=0;for(var i=0;i<c.length;i++){var b=c[i].getBoundingClientRect();if(b.width>0&&b.height>0&&c[i].querySelector('path,rect,circle'))ok++;}document.body.setAttribute('data-charts',String(c.length));document.body.setAttribute('data-charts-rendered',String(ok));})();</script>");
     h.push_str("</body></html>\n");
     h
+}
+
+/// One solid line per strategy and, last in `series`, buy-and-hold dashed.
+fn against_hold<'a>(names: &[&'a str], x: &'a [f64], series: &[&'a [f64]]) -> Vec<Line<'a>> {
+    let (hold, strategies) = series.split_last().expect("buy-and-hold is last");
+    let mut lines: Vec<Line> = names
+        .iter()
+        .zip(strategies)
+        .enumerate()
+        .map(|(k, (name, y))| Line { name, x, y, color: PALETTE[k % PALETTE.len()], markers: false, dashed: false })
+        .collect();
+    lines.push(Line { name: "buy and hold", x, y: hold, color: "#555", markers: false, dashed: true });
+    lines
 }
 
 fn drawdown(equity: &[f64]) -> Vec<f64> {

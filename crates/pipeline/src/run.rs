@@ -526,63 +526,19 @@ pub fn evaluate(
     let mut stages = Vec::new();
     let steps = (config.models.len() * (prepared.splits.len() + 1)) as u64;
     let clock = StageClock::start("train", steps, observer);
-    // Models train one after another, each with every core. Training two LightGBM boosters side by
-    // side in one process crashed once in CI without a message (LightGBM sets OpenMP's thread count
-    // process-wide), so side-by-side training stays off until it is proven safe; the chunked loop
-    // below is ready for it. A model whose config sets num_threads keeps it.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let side_by_side = 1;
-    let threads_each = (cores / side_by_side).max(1);
-    let budgeted: Vec<ModelConfig> = config
-        .models
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
-            if let quantpipe_models::ModelSpec::Lightgbm(p) = &mut m.spec {
-                if p.num_threads == 0 {
-                    p.num_threads = threads_each;
-                }
-            }
-            m
-        })
-        .collect();
-    let mut results: Vec<Option<Trained>> = (0..budgeted.len()).map(|_| None).collect();
-    for (chunk_index, chunk) in budgeted.chunks(side_by_side).enumerate() {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, m)| {
-                    let i = chunk_index * side_by_side + k;
-                    scope.spawn(move || {
-                        let mut warnings = Vec::new();
-                        train_one(loaded, prepared, options, i, m, observer, &mut warnings).map(|o| (o, warnings))
-                    })
-                })
-                .collect();
-            for (k, handle) in handles.into_iter().enumerate() {
-                let outcome =
-                    handle.join().unwrap_or_else(|_| Err(PipelineError::stage("train", "a training thread panicked")));
-                results[chunk_index * side_by_side + k] = Some(outcome);
-            }
-        });
-    }
+    // One model at a time, each with every core: two LightGBM boosters training side by side in one
+    // process crashed once in CI without a message (LightGBM sets OpenMP's thread count
+    // process-wide).
     let mut models = Vec::new();
     let mut warnings = Vec::new();
-    for result in results.into_iter().flatten() {
-        let (outcome, w) = result?;
-        models.push(outcome);
-        warnings.extend(w);
+    for (i, m) in config.models.iter().enumerate() {
+        models.push(train_one(loaded, prepared, options, i, m, observer, &mut warnings)?);
     }
     let tested = models.first().map_or(0, |m| m.oos_rows);
     stages.push(clock.finish(
         prepared.rows.len(),
         tested,
-        format!(
-            "{} models × {} folds, {side_by_side} at a time with {threads_each} thread(s) each, then each refitted for registration",
-            models.len(),
-            prepared.splits.len()
-        ),
+        format!("{} models × {} folds, then each refitted for registration", models.len(), prepared.splits.len()),
         warnings,
     ));
 
@@ -629,9 +585,6 @@ pub fn evaluate(
     Ok(Evaluated { models, overfitting, stages })
 }
 
-/// One model's outcome and the warnings its training raised.
-type Trained = Result<(ModelOutcome, Vec<String>), PipelineError>;
-
 fn task_name(task: Task) -> String {
     match task {
         Task::Binary => "binary".into(),
@@ -641,8 +594,9 @@ fn task_name(task: Task) -> String {
     }
 }
 
-/// Scores of predictions against encoded labels, and the headline metric's name.
-fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::Value, &'static str), String> {
+/// Scores of predictions against encoded labels, and the headline metric's name (`quantpipe train`
+/// scores its held-out rows with it too).
+pub fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::Value, &'static str), String> {
     Ok(match task {
         Task::Binary => (
             serde_json::to_value(binary_scores(y, predictions, 0.5).map_err(|e| e.to_string())?).expect("serialises"),

@@ -149,17 +149,7 @@ pub fn line_chart(
         t = escape(title)
     );
     let _ = write!(s, r#"<text x="{LEFT}" y="20" class="title">{}</text>"#, escape(title));
-    for t in ticks(y_lo, y_hi, 5) {
-        let y = py(t);
-        let _ = write!(
-            s,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
-            number_label(t)
-        );
-    }
+    y_axis(&mut s, ticks(y_lo, y_hi, 5), py);
     match x_axis {
         Axis::Time => {
             let day = 86_400_000.0;
@@ -187,13 +177,7 @@ pub fn line_chart(
             }
         }
     }
-    let _ = write!(
-        s,
-        r#"<text x="14" y="{:.1}" class="axis" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
-        escape(y_title)
-    );
+    y_title_text(&mut s, plot_h, y_title);
     if let Some([a, b, c, d]) = reference {
         let _ = write!(
             s,
@@ -241,6 +225,31 @@ pub fn line_chart(
     legend(&mut s, lines.iter().map(|l| (l.name, l.color)));
     s.push_str("</svg>");
     s
+}
+
+/// Horizontal grid lines with their values at the left.
+fn y_axis(s: &mut String, at: Vec<f64>, py: impl Fn(f64) -> f64) {
+    for t in at {
+        let y = py(t);
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y + 4.0,
+            number_label(t)
+        );
+    }
+}
+
+/// The y axis's title, written upwards along the left edge.
+fn y_title_text(s: &mut String, plot_h: f64, title: &str) {
+    let middle = TOP + plot_h / 2.0;
+    let _ = write!(
+        s,
+        r#"<text x="14" y="{middle:.1}" class="axis" transform="rotate(-90 14 {middle:.1})" text-anchor="middle">{}</text>"#,
+        escape(title)
+    );
 }
 
 fn legend<'a>(s: &mut String, entries: impl Iterator<Item = (&'a str, &'a str)>) {
@@ -330,17 +339,7 @@ pub fn grouped_bar_chart(
         r#"<svg class="chart" data-points="{points}" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title><text x="{LEFT}" y="20" class="title">{t}</text>"#,
         t = escape(title)
     );
-    for t in ticks(lo, hi, 5) {
-        let y = py(t);
-        let _ = write!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
-            number_label(t)
-        );
-    }
+    y_axis(&mut s, ticks(lo, hi, 5), py);
     let group_w = plot_w / categories.len().max(1) as f64;
     let bar_w = group_w * 0.8 / series.len().max(1) as f64;
     let zero = py(baseline.unwrap_or(lo.max(0.0).min(hi)));
@@ -378,13 +377,7 @@ pub fn grouped_bar_chart(
             py(b)
         );
     }
-    let _ = write!(
-        s,
-        r#"<text x="14" y="{:.1}" class="axis" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
-        escape(y_title)
-    );
+    y_title_text(&mut s, plot_h, y_title);
     legend(&mut s, series.iter().map(|(n, _, c)| (*n, *c)));
     s.push_str("</svg>");
     s
