@@ -7,6 +7,7 @@ mod features_cmd;
 mod models_cmd;
 mod render;
 mod run_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -73,6 +74,10 @@ The position decided at a bar's close is traded at that close and held until the
     /// backtest → overfitting statistics → registry → report (HTML, JSON, predictions).
     #[command(after_help = run_cmd::EXAMPLES)]
     Run(run_cmd::RunArgs),
+    /// The prediction API: production models from the registry over HTTP, with hot swap on
+    /// promotion or rollback, canary and shadow routes, fallback rules, a prediction log and feedback.
+    #[command(after_help = serve_cmd::EXAMPLES)]
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => models_cmd::runs(&cli.home, args),
         Command::Init => run_cmd::init(),
         Command::Run(args) => run_cmd::run(&cli.home, args),
+        Command::Serve(args) => serve_cmd::serve(&cli.home, args),
     };
     match result {
         Ok(code) => code,

@@ -15,12 +15,20 @@ struct Migration {
 }
 
 /// Applied in order, each once, each in its own transaction. Never edit a released migration: add one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry",
-    sqlite: include_str!("../migrations/sqlite/0001_registry.sql"),
-    postgres: include_str!("../migrations/postgres/0001_registry.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry",
+        sqlite: include_str!("../migrations/sqlite/0001_registry.sql"),
+        postgres: include_str!("../migrations/postgres/0001_registry.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "predictions",
+        sqlite: include_str!("../migrations/sqlite/0002_predictions.sql"),
+        postgres: include_str!("../migrations/postgres/0002_predictions.sql"),
+    },
+];
 
 /// Any PostgreSQL session-level advisory lock key works as long as it is ours alone.
 const MIGRATION_LOCK_KEY: i64 = 0x5155_414e_5450_4950; // "QUANTPIP"

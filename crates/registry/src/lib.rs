@@ -2,7 +2,7 @@
 //! versions (semantic versions bumped automatically), the lifecycle draft → staging → production →
 //! archived / deprecated with at most one production version per model (enforced by the database),
 //! promotion gates, rollback, ranking, comparison, deployments, alerts and an audit log of every
-//! stage or deployment change.
+//! stage or deployment change, and the served-prediction log with realised outcomes.
 //!
 //! One code path serves SQLite (the embedded default) and PostgreSQL (teams, many machines) through
 //! sqlx's `Any` driver; only the migrations differ (`migrations/sqlite`, `migrations/postgres`).
@@ -14,6 +14,7 @@ mod artifacts;
 mod db;
 mod lifecycle;
 mod ops;
+mod predictions;
 mod runs;
 mod versions;
 
@@ -23,6 +24,7 @@ use std::str::FromStr;
 pub use artifacts::ArtifactStore;
 pub use lifecycle::{AuditEntry, Gate, RankOrder, RankOutcome, StageChange};
 pub use ops::{Alert, Deployment, Route, Severity};
+pub use predictions::{Feedback, PredictionRecord};
 pub use quantpipe_core::Scope;
 pub use runs::{Run, RunFilter, RunStatus};
 pub use versions::{Evaluation, ModelVersion, NewVersion, VersionFilter};
@@ -56,6 +58,9 @@ pub enum RegistryError {
     InvalidGate { file: String, message: String },
     #[error("{0}")]
     NoRollbackTarget(String),
+    /// The request contradicts what is stored (a second outcome for one prediction).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("artifact store {url:?}: {message}")]
