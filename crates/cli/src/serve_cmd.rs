@@ -35,7 +35,15 @@ pub fn serve(home: &Path, args: ServeArgs) -> Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            ServeConfig::from_toml(&text, &path.display().to_string())?
+            let mut config = ServeConfig::from_toml(&text, &path.display().to_string())?;
+            // A feature-set file is named relative to the config file.
+            if let Some(live) = config.live.as_mut() {
+                if live.feature_set != "standard" && Path::new(&live.feature_set).is_relative() {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    live.feature_set = base.join(&live.feature_set).display().to_string();
+                }
+            }
+            config
         }
         None => ServeConfig::default(),
     };

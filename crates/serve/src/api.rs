@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::endpoints::{Endpoint, LoadError, LoadedModel, Routes, Slot};
+use crate::live::LiveFeatures;
 use crate::AppState;
+use quantpipe_features::kernels::Bar;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -154,15 +156,51 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Shapes
 
-/// `features` is an array in the model's feature order, or an object of feature name → value.
+/// Either `features` (an array in the model's feature order, or an object of feature name → value)
+/// or `symbol` (the latest live features of bars pushed with `POST /bars`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
     /// The endpoint (by default the registered model's name).
     pub model_name: String,
     /// `[f1, f2, …]` in the model's order, or `{"name": value, …}`.
-    #[schema(value_type = Object)]
-    pub features: serde_json::Value,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub features: Option<serde_json::Value>,
+    /// Predict from this symbol's live features instead.
+    #[serde(default)]
+    pub symbol: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BarsRequest {
+    pub symbol: String,
+    /// In time order, each after the symbol's last bar.
+    pub bars: Vec<BarInput>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BarInput {
+    /// Bar open time, UTC milliseconds since the epoch.
+    pub ts: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BarsResponse {
+    pub symbol: String,
+    pub accepted: usize,
+    pub bars_seen: u64,
+    pub last_ts: i64,
+    pub feature_set: String,
+    /// Features not yet past their warm-up (never defined) for this symbol.
+    pub warming_up_features: usize,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -202,6 +240,9 @@ pub struct PredictResponse {
     pub route: String,
     /// model or fallback.
     pub source: String,
+    /// Live predictions: the open time of the bar whose features were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bar_ts: Option<i64>,
     /// Time spent in the server, microseconds.
     pub latency_us: u64,
 }
@@ -499,20 +540,135 @@ fn caller_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-caller-id").and_then(|v| v.to_str().ok())
 }
 
+/// What a request gives to predict from.
+pub enum Inputs<'a> {
+    /// Rows sent as JSON (arrays or name → value objects).
+    Json(&'a [serde_json::Value]),
+    /// The latest live features of a symbol.
+    Live(&'a LiveSnapshot),
+}
+
+/// A symbol's live features at the moment the request read them.
+pub struct LiveSnapshot {
+    pub symbol: String,
+    pub row: Vec<f64>,
+    /// Per column: past its warm-up for this symbol.
+    pub defined: Vec<bool>,
+    pub bar_ts: i64,
+    pub bars_seen: u64,
+    pub live: Arc<LiveFeatures>,
+}
+
+impl Inputs<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Inputs::Json(rows) => rows.len(),
+            Inputs::Live(_) => 1,
+        }
+    }
+
+    /// The rows in `model`'s feature order.
+    fn rows_for(&self, model: &LoadedModel) -> Result<Vec<Vec<f64>>, ApiError> {
+        match self {
+            Inputs::Json(inputs) => inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| {
+                    let at = if inputs.len() == 1 { "features".to_string() } else { format!("rows[{i}]") };
+                    feature_row(model, input, &at)
+                })
+                .collect(),
+            Inputs::Live(snapshot) => live_row(model, snapshot).map(|row| vec![row]),
+        }
+    }
+
+    /// Feature `name` of row `i`, for fallback rules.
+    fn feature(&self, i: usize, name: &str) -> Option<f64> {
+        match self {
+            Inputs::Json(inputs) => inputs[i].get(name).and_then(|v| v.as_f64()),
+            Inputs::Live(snapshot) => snapshot.live.column(name).map(|c| snapshot.row[c]),
+        }
+    }
+
+    /// What the prediction log stores as a row's inputs when no model row was built (fallback).
+    fn logged(&self, i: usize) -> serde_json::Value {
+        match self {
+            Inputs::Json(inputs) => inputs[i].clone(),
+            Inputs::Live(snapshot) => serde_json::json!({ "symbol": snapshot.symbol, "bar_ts": snapshot.bar_ts }),
+        }
+    }
+}
+
+/// A model's row from live features: every feature it needs must be computed by the server's set
+/// (the same set it was trained on) and past its warm-up for the symbol (defined at least once).
+fn live_row(model: &LoadedModel, snapshot: &LiveSnapshot) -> Result<Vec<f64>, ApiError> {
+    let live = &snapshot.live;
+    let trained_on = &model.version.feature_set_hash;
+    if !trained_on.is_empty() && *trained_on != live.set_hash {
+        return Err(ApiError::unprocessable(
+            "feature_set_mismatch",
+            format!(
+                "{} was trained on feature set {:?} (hash {trained_on}); this server computes {:?} (hash {}): \
+                 live features would not be the numbers it learnt from",
+                model.reference(),
+                model.version.feature_set,
+                live.set_name,
+                live.set_hash
+            ),
+        ));
+    }
+    let mut row = Vec::with_capacity(model.feature_names().len());
+    let mut absent = Vec::new();
+    let mut warming = Vec::new();
+    for name in model.feature_names() {
+        match live.column(name) {
+            None => absent.push(name.clone()),
+            Some(c) => {
+                if !snapshot.defined[c] {
+                    warming.push(name.clone());
+                }
+                row.push(snapshot.row[c]);
+            }
+        }
+    }
+    if !absent.is_empty() {
+        return Err(ApiError::unprocessable(
+            "feature_set_mismatch",
+            format!(
+                "{} needs {} feature(s) the live set does not compute ({})",
+                model.reference(),
+                absent.len(),
+                preview(&absent)
+            ),
+        )
+        .with_details(serde_json::json!({ "absent": absent })));
+    }
+    if !warming.is_empty() {
+        return Err(ApiError::unprocessable(
+            "warming_up",
+            format!(
+                "{} of {}'s features are not defined yet for {} after {} bar(s) ({}); push more history first",
+                warming.len(),
+                model.reference(),
+                snapshot.symbol,
+                snapshot.bars_seen,
+                preview(&warming)
+            ),
+        )
+        .with_details(serde_json::json!({ "undefined": warming, "bars_seen": snapshot.bars_seen })));
+    }
+    Ok(row)
+}
+
 /// Scores `inputs` (one or many rows) on an endpoint: the routed model, or the fallback.
 async fn answer(
-    state: &AppState,
     endpoint: &Endpoint,
     routes: &Routes,
-    inputs: &[serde_json::Value],
+    inputs: &Inputs<'_>,
     route_hash: u64,
 ) -> Result<(Answer, Vec<Vec<f64>>), ApiError> {
     if let Some((slot, route)) = routes.answering(route_hash) {
-        let mut rows = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.iter().enumerate() {
-            let at = if inputs.len() == 1 { "features".to_string() } else { format!("rows[{i}]") };
-            rows.push(feature_row(&slot.model, input, &at)?);
-        }
+        let rows = inputs.rows_for(&slot.model)?;
         let flat: Vec<f64> = rows.concat();
         if let Some(outputs) = run_model(endpoint, slot, flat).await? {
             slot.stats.predictions.fetch_add(rows.len() as u64, Relaxed);
@@ -528,9 +684,8 @@ async fn answer(
         ));
     };
     let mut outputs = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let value = rule.answer(|name| input.get(name).and_then(|v| v.as_f64()));
-        match value {
+    for i in 0..inputs.len() {
+        match rule.answer(|name| inputs.feature(i, name)) {
             Some(v) => outputs.push(v),
             None => {
                 return Err(ApiError::new(
@@ -546,7 +701,6 @@ async fn answer(
         }
     }
     endpoint.fallbacks.fetch_add(inputs.len() as u64, Relaxed);
-    let _ = state;
     Ok((Answer { outputs, slot: None, route: Route::Champion }, Vec::new()))
 }
 
@@ -585,7 +739,7 @@ async fn shadow(
     endpoint: &Endpoint,
     routes: &Routes,
     answered: &Answer,
-    inputs: &[serde_json::Value],
+    inputs: &Inputs<'_>,
     rows: &[Vec<f64>],
     ids: &[String],
 ) {
@@ -594,11 +748,8 @@ async fn shadow(
         return;
     }
     let same_features = answered.slot.as_ref().is_some_and(|s| s.model.feature_names() == shadow.model.feature_names());
-    let shadow_rows: Result<Vec<Vec<f64>>, ApiError> = if same_features && rows.len() == inputs.len() {
-        Ok(rows.to_vec())
-    } else {
-        inputs.iter().map(|input| feature_row(&shadow.model, input, "shadow")).collect()
-    };
+    let shadow_rows =
+        if same_features && rows.len() == inputs.len() { Ok(rows.to_vec()) } else { inputs.rows_for(&shadow.model) };
     let Ok(shadow_rows) = shadow_rows else {
         shadow.stats.errors.fetch_add(1, Relaxed);
         return;
@@ -641,17 +792,38 @@ pub async fn predict(
     let routes = endpoint.routes();
     let (id, random) = state.ids.next();
     let route_hash = caller_key(&headers).map_or(random, caller_hash);
-    let inputs = std::slice::from_ref(&request.features);
-    let (answered, rows) = answer(&state, &endpoint, &routes, inputs, route_hash).await?;
+    let json_rows;
+    let snapshot;
+    let inputs = match (&request.features, &request.symbol) {
+        (Some(features), None) => {
+            json_rows = [features.clone()];
+            Inputs::Json(&json_rows)
+        }
+        (None, Some(symbol)) => {
+            snapshot = live_snapshot(&state, symbol)?;
+            Inputs::Live(&snapshot)
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "give either `features` (an array or a name → value object) or `symbol` (live features), not both",
+            ))
+        }
+    };
+    let (answered, rows) = answer(&endpoint, &routes, &inputs, route_hash).await?;
     let task = answered.slot.as_ref().map(|s| s.model.task).or(routes.task);
     let (prediction, probability, probabilities, confidence) = shape(task, &answered.outputs);
     let prediction = Prediction { id: id.clone(), prediction, probability, probabilities, confidence };
     let latency_us = started.elapsed().as_micros() as u64;
     let route = if answered.slot.is_some() { answered.route.as_str() } else { "fallback" };
-    let logged_inputs = match rows.first() {
+    let mut logged_inputs = match rows.first() {
         Some(row) => serde_json::json!({ "features": row, "caller": caller_key(&headers) }),
-        None => serde_json::json!({ "features": request.features, "caller": caller_key(&headers) }),
+        None => serde_json::json!({ "features": inputs.logged(0), "caller": caller_key(&headers) }),
     };
+    if let Inputs::Live(snapshot) = &inputs {
+        logged_inputs["symbol"] = serde_json::json!(snapshot.symbol);
+        logged_inputs["bar_ts"] = serde_json::json!(snapshot.bar_ts);
+    }
     state.log.push(log_record(
         &state,
         &endpoint.config.name,
@@ -661,7 +833,7 @@ pub async fn predict(
         &prediction,
         latency_us,
     ));
-    shadow(&state, &endpoint, &routes, &answered, inputs, &rows, std::slice::from_ref(&id)).await;
+    shadow(&state, &endpoint, &routes, &answered, &inputs, &rows, std::slice::from_ref(&id)).await;
     Ok(JsonResponse(
         StatusCode::OK,
         PredictResponse {
@@ -670,7 +842,107 @@ pub async fn predict(
             model_version: answered.slot.as_ref().map(|s| s.model.reference()),
             route: route.to_string(),
             source: if answered.slot.is_some() { "model" } else { "fallback" }.to_string(),
+            bar_ts: match &inputs {
+                Inputs::Live(snapshot) => Some(snapshot.bar_ts),
+                Inputs::Json(_) => None,
+            },
             latency_us,
+        },
+    ))
+}
+
+fn live_snapshot(state: &AppState, symbol: &str) -> Result<LiveSnapshot, ApiError> {
+    let live = state.live.clone().ok_or_else(|| {
+        ApiError::unprocessable(
+            "live_features_off",
+            "this server computes no live features: add [live] feature_set = \"standard\" to serve.toml, push bars \
+             with POST /bars, or send `features`",
+        )
+    })?;
+    let tracked = live.symbol(symbol).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_symbol",
+            format!("no bars were pushed for {symbol:?} (POST /bars)"),
+        )
+    })?;
+    let s = tracked.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(LiveSnapshot {
+        symbol: symbol.to_string(),
+        row: s.row.clone(),
+        defined: s.defined.clone(),
+        bar_ts: s.last_ts.unwrap_or_default(),
+        bars_seen: s.bars_seen,
+        live: live.clone(),
+    })
+}
+
+/// Pushes bars into a symbol's live feature state.
+#[utoipa::path(post, path = "/bars", request_body = BarsRequest,
+    responses(
+        (status = 200, body = BarsResponse),
+        (status = 413, description = "more bars than max_batch_rows", body = ErrorBody),
+        (status = 422, description = "a bad bar (named by index and field) or out of time order; nothing was applied", body = ErrorBody),
+    ))]
+pub async fn push_bars(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<BarsRequest>,
+) -> Result<JsonResponse<BarsResponse>, ApiError> {
+    let live = state.live.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "live_features_off",
+            "this server computes no live features: add [live] feature_set = \"standard\" to serve.toml",
+        )
+    })?;
+    if request.symbol.is_empty() || request.symbol.len() > 64 {
+        return Err(ApiError::unprocessable("invalid_request", "symbol must be 1 to 64 characters"));
+    }
+    if request.bars.len() > state.settings.max_batch_rows {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "{} bars in one push; the limit is {} (server.max_batch_rows)",
+                request.bars.len(),
+                state.settings.max_batch_rows
+            ),
+        ));
+    }
+    let bars: Vec<Bar> = request
+        .bars
+        .iter()
+        .map(|b| Bar { ts: b.ts, open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume })
+        .collect();
+    let symbol = request.symbol.clone();
+    // Feature kernels are CPU work: a long history goes to the blocking pool.
+    let pushed = if bars.len() > 64 {
+        let live = live.clone();
+        tokio::task::spawn_blocking(move || live.push(&symbol, &bars))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    } else {
+        live.push(&symbol, &bars)
+    };
+    let (bars_seen, last_ts) = pushed.map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_bar",
+            format!("bars[{}]: {}; none of this push was applied", e.index, e.message),
+        )
+        .with_details(serde_json::json!({ "index": e.index }))
+    })?;
+    let warming = live
+        .symbol(&request.symbol)
+        .map_or(0, |s| s.lock().unwrap_or_else(|e| e.into_inner()).defined.iter().filter(|d| !**d).count());
+    Ok(JsonResponse(
+        StatusCode::OK,
+        BarsResponse {
+            symbol: request.symbol,
+            accepted: request.bars.len(),
+            bars_seen,
+            last_ts,
+            feature_set: live.set_name.clone(),
+            warming_up_features: warming,
         },
     ))
 }
@@ -705,7 +977,8 @@ pub async fn predict_batch(
     let routes = endpoint.routes();
     let ids: Vec<(String, u64)> = (0..request.rows.len()).map(|_| state.ids.next()).collect();
     let route_hash = caller_key(&headers).map_or(ids[0].1, caller_hash);
-    let (answered, rows) = answer(&state, &endpoint, &routes, &request.rows, route_hash).await?;
+    let inputs = Inputs::Json(&request.rows);
+    let (answered, rows) = answer(&endpoint, &routes, &inputs, route_hash).await?;
     let task = answered.slot.as_ref().map(|s| s.model.task).or(routes.task);
     let width = answered.outputs.len() / request.rows.len();
     let latency_us = started.elapsed().as_micros() as u64;
@@ -730,7 +1003,7 @@ pub async fn predict_batch(
         predictions.push(p);
     }
     let id_list: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
-    shadow(&state, &endpoint, &routes, &answered, &request.rows, &rows, &id_list).await;
+    shadow(&state, &endpoint, &routes, &answered, &inputs, &rows, &id_list).await;
     Ok(JsonResponse(
         StatusCode::OK,
         BatchResponse {

@@ -165,7 +165,7 @@ impl FallbackRule {
 pub struct LiveConfig {
     /// `standard` or a feature-set TOML file (relative to the config file).
     pub feature_set: String,
-    /// Most bars kept per symbol for `GET /bars/{symbol}`-style inspection (state itself is O(1)).
+    /// Most symbols tracked at once (each holds its own O(1) kernel state).
     #[serde(default = "default_max_symbols")]
     pub max_symbols: usize,
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod endpoints;
+pub mod live;
 pub mod log;
 pub mod metrics;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub log: log::PredictionLog,
     pub ids: api::IdMaker,
     pub started: Instant,
+    /// Live feature state for `POST /bars`, when `[live]` is configured.
+    pub live: Option<Arc<live::LiveFeatures>>,
     /// One permit per request in flight (server.max_concurrency).
     pub capacity: Arc<Semaphore>,
 }
@@ -105,6 +108,10 @@ impl Server {
             settings.log_queue,
             Duration::from_millis(settings.log_flush_ms),
         );
+        let live = match &config.live {
+            Some(l) => Some(Arc::new(live::LiveFeatures::new(load_feature_set(&l.feature_set)?, l.max_symbols))),
+            None => None,
+        };
         let endpoints = Endpoints::new(&config.endpoints, &metrics);
         let loader = Loader { registry: registry.clone(), scope: scope.clone(), cache_dir, metrics, actor };
         let outcome = loader.poll(&endpoints).await;
@@ -121,6 +128,7 @@ impl Server {
             log,
             ids: api::IdMaker::new(),
             started: Instant::now(),
+            live,
         });
         Ok(Server { state, log_writer })
     }
@@ -175,6 +183,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/predict", post(api::predict))
         .route("/predict/batch", post(api::predict_batch))
         .route("/feedback", post(api::feedback))
+        .route("/bars", post(api::push_bars))
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(openapi))
         .fallback(api::not_found)
@@ -229,6 +238,16 @@ async fn limits(State(state): State<Arc<AppState>>, request: Request, next: Next
     http.latency.observe(started.elapsed().as_secs_f64());
     state.loader.metrics.record_status(response.status().as_u16());
     response
+}
+
+/// `standard`, or a feature-set TOML file (resolved by the caller relative to the config file).
+fn load_feature_set(set: &str) -> Result<quantpipe_features::FeatureSet, ServeError> {
+    if set == "standard" {
+        return Ok(quantpipe_features::FeatureSet::standard());
+    }
+    let bad = |message: String| ServeError::Config { file: set.to_string(), message };
+    let text = std::fs::read_to_string(set).map_err(|e| bad(format!("reading the live feature set: {e}")))?;
+    quantpipe_features::FeatureSet::from_toml(set, &text).map_err(|e| bad(e.to_string()))
 }
 
 /// Binds `addr` (port 0 picks a free port).
