@@ -588,3 +588,25 @@ async fn without_configured_endpoints_every_production_model_is_served() {
     handle.await.unwrap();
     t.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_misses_its_time_budget_is_answered_by_the_fallback() {
+    let t = sqlite().await;
+    // 400 trees over 5,000 rows take milliseconds; the budget is one.
+    register(&t.registry, "direction", 7, 400, Stage::Production).await;
+    let mut config = quick_config();
+    config.endpoints = vec![EndpointConfig {
+        time_budget_ms: Some(1),
+        fallback: Some(FallbackRule { value: Some(0.5), feature: None, threshold: None, above: None, below: None }),
+        ..EndpointConfig::for_model("direction")
+    }];
+    let server = start(&t, &config).await;
+    let rows = vec![ROW; 5_000];
+    let (status, body, _) =
+        call(&server, "POST", "/predict/batch", json!({"model_name": "direction", "rows": rows}).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["source"].as_str(), body["route"].as_str()), (Some("fallback"), Some("fallback")));
+    assert!(body["predictions"].as_array().unwrap().iter().all(|p| p["probability"] == 0.5));
+    assert!(body["model_version"].is_null());
+    t.cleanup().await;
+}
