@@ -57,12 +57,15 @@ measure() { # name url connections
   wrk -t1 -c"$3" -d"${seconds}s" --latency -s "$work/post.lua" "$2" > "$work/wrk-$1-$3.txt"
 }
 
-"$qp" serve --addr 127.0.0.1:18801 > "$work/qp.out" 2> "$work/qp.err" &
+printf '[live]\nfeature_set = "standard"\n' > "$work/serve.toml"
+"$qp" serve --addr 127.0.0.1:18801 --config "$work/serve.toml" > "$work/qp.out" 2> "$work/qp.err" &
 pids+=($!)
 wait_for http://127.0.0.1:18801/predict
 curl -s -X POST -d @"$work/body.json" http://127.0.0.1:18801/predict > "$work/qp-answer.json"
 for c in 32 128; do measure quantpipe http://127.0.0.1:18801/predict "$c"; done
 curl -s http://127.0.0.1:18801/metrics > "$work/qp-metrics.txt"
+echo "== live path: POST /bars + POST /predict by symbol, standard features" >&2
+.venv/bin/python bench/serve_live.py 127.0.0.1:18801 "$data" > "$work/live.json"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2> /dev/null || true
 
 for workers in 1 2; do
@@ -106,5 +109,6 @@ logged = re.search(r"quantpipe_prediction_log_written_total (\d+)", metrics)
 dropped = re.search(r"quantpipe_prediction_log_dropped_total (\d+)", metrics)
 out["quantpipe_predictions_logged"] = int(logged.group(1)) if logged else None
 out["quantpipe_predictions_dropped_from_log"] = int(dropped.group(1)) if dropped else None
+out.update(json.load(open(f"{work}/live.json")))
 print(json.dumps(out, indent=2))
 PY

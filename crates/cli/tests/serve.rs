@@ -144,15 +144,21 @@ fn a_killed_server_loses_at_most_the_last_flush_interval_and_restarts_on_the_pro
         rows.into_iter().map(|r| r.id).collect()
     });
     // The log is committed every 100 ms (server.log_flush_ms): a prediction answered more than
-    // 100 ms + a 250 ms allowance for the commit itself before the kill must be stored.
-    let bound = Duration::from_millis(350);
+    // 100 ms + a 400 ms allowance for the commit itself (fsync on a busy machine) before the kill
+    // must be stored. Typically what is lost is the last ~100 ms.
+    let bound = Duration::from_millis(500);
     let lost: Vec<&(String, Instant)> = answered.iter().filter(|(id, _)| !stored.contains(id)).collect();
     for (id, at) in &lost {
         let age = killed_at.duration_since(*at);
         assert!(age <= bound, "prediction {id} answered {age:?} before the kill was lost");
     }
     assert!(answered.len() > 100, "only {} predictions in a second", answered.len());
-    eprintln!("{} predictions answered, {} lost to SIGKILL (all within {bound:?} of it)", answered.len(), lost.len());
+    let oldest_lost = lost.iter().map(|(_, at)| killed_at.duration_since(*at)).max().unwrap_or_default();
+    eprintln!(
+        "{} predictions answered, {} lost to SIGKILL, the oldest answered {oldest_lost:?} before it",
+        answered.len(),
+        lost.len()
+    );
 
     // Restarted, the server serves the same production version with the same answer.
     let (mut server, addr) = start(home.path());

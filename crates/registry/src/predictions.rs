@@ -24,6 +24,10 @@ pub struct PredictionRecord {
     pub route: String,
     /// model or fallback.
     pub source: String,
+    /// The row the model saw, in its feature order (None when a fallback answered).
+    pub features: Option<Vec<f64>>,
+    /// Context: caller key, symbol and bar of a live prediction, the answer a shadow score shadowed,
+    /// a fallback's request.
     pub inputs: serde_json::Value,
     pub output: serde_json::Value,
     pub latency_us: i64,
@@ -41,7 +45,7 @@ pub struct Feedback {
     pub recorded_by: String,
 }
 
-/// Rows per INSERT statement: 11 parameters each stays far below SQLite's and PostgreSQL's limits.
+/// Rows per INSERT statement: 13 parameters each stays far below SQLite's and PostgreSQL's limits.
 const ROWS_PER_STATEMENT: usize = 256;
 
 impl Registry {
@@ -53,16 +57,16 @@ impl Registry {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
-                "INSERT INTO predictions (id, tenant, owner, endpoint, version_id, version, route, source, inputs, \
-                 output, latency_us, created_at) VALUES ",
+                "INSERT INTO predictions (id, tenant, owner, endpoint, version_id, version, route, source, features, \
+                 inputs, output, latency_us, created_at) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 12;
+                let b = i * 13;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push('(');
-                sql.push_str(&(1..=12).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+                sql.push_str(&(1..=13).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
                 sql.push(')');
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -77,6 +81,7 @@ impl Registry {
                     .bind(r.version.clone())
                     .bind(r.route.clone())
                     .bind(r.source.clone())
+                    .bind(r.features.as_deref().map(encode_row))
                     .bind(r.inputs.to_string())
                     .bind(r.output.to_string())
                     .bind(r.latency_us)
@@ -113,8 +118,8 @@ impl Registry {
 
     async fn prediction_rows(&self, f: Filter, limit: i64) -> Result<Vec<PredictionRecord>> {
         let sql = format!(
-            "SELECT p.id, p.tenant, p.owner, p.endpoint, p.version_id, p.version, p.route, p.source, p.inputs, \
-             p.output, p.latency_us, p.created_at FROM predictions p WHERE {} ORDER BY p.created_at DESC, p.id \
+            "SELECT p.id, p.tenant, p.owner, p.endpoint, p.version_id, p.version, p.route, p.source, p.features, \
+             p.inputs, p.output, p.latency_us, p.created_at FROM predictions p WHERE {} ORDER BY p.created_at DESC, p.id \
              LIMIT {}",
             f.where_sql(),
             f.next_placeholder()
@@ -132,6 +137,7 @@ impl Registry {
                     version: col(r, T, "version")?,
                     route: col(r, T, "route")?,
                     source: col(r, T, "source")?,
+                    features: col::<Option<Vec<u8>>>(r, T, "features")?.map(|b| decode_row(&b)).transpose()?,
                     inputs: json_col(r, T, "inputs")?,
                     output: json_col(r, T, "output")?,
                     latency_us: col(r, T, "latency_us")?,
@@ -221,4 +227,19 @@ impl Registry {
         })
         .transpose()
     }
+}
+
+/// A feature row as stored: little-endian f64s, exact and a quarter of the size of JSON text.
+fn encode_row(row: &[f64]) -> Vec<u8> {
+    row.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn decode_row(bytes: &[u8]) -> Result<Vec<f64>> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(RegistryError::Corrupt {
+            what: "predictions.features".into(),
+            message: format!("{} bytes is not a whole number of f64 values", bytes.len()),
+        });
+    }
+    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }

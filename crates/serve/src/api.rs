@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::endpoints::{Endpoint, LoadError, LoadedModel, Routes, Slot};
+use crate::input::FeatureInput;
 use crate::live::LiveFeatures;
 use crate::AppState;
 use quantpipe_features::kernels::Bar;
@@ -136,6 +137,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")),
         });
     }
+    // The fast path; only a failure is parsed again to find the field to name.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -166,7 +171,7 @@ pub struct PredictRequest {
     /// `[f1, f2, …]` in the model's order, or `{"name": value, …}`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub features: Option<serde_json::Value>,
+    pub features: Option<FeatureInput>,
     /// Predict from this symbol's live features instead.
     #[serde(default)]
     pub symbol: Option<String>,
@@ -209,7 +214,7 @@ pub struct BatchRequest {
     pub model_name: String,
     /// Rows, each an array in the model's order or an object of name → value.
     #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<serde_json::Value>,
+    pub rows: Vec<FeatureInput>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -231,8 +236,16 @@ pub struct Prediction {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PredictResponse {
-    #[serde(flatten)]
-    pub prediction: Prediction,
+    /// Prediction id, for `POST /feedback`.
+    pub id: String,
+    /// Class for classifiers (1 = up for a direction model), value for regressors.
+    pub prediction: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     pub model_name: String,
     /// `name@1.2.0`; null when the fallback answered.
     pub model_version: Option<String>,
@@ -373,57 +386,63 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Reads one row of features for `model`: an array in its order or a name → value map. Every
-/// problem is listed (missing, unknown, non-numeric, non-finite names), not just the first.
-pub fn feature_row(model: &LoadedModel, input: &serde_json::Value, at: &str) -> Result<Vec<f64>, ApiError> {
+/// One row of features for `model`: an array in its order or a name → value map. Every problem is
+/// listed (missing, unknown, non-numeric names), not just the first.
+pub fn feature_row(model: &LoadedModel, input: &FeatureInput, at: &str) -> Result<Vec<f64>, ApiError> {
     let names = model.feature_names();
     let invalid = |message: String, details: serde_json::Value| {
         ApiError::unprocessable("invalid_features", message).with_details(details)
     };
     match input {
-        serde_json::Value::Array(values) => {
-            if values.len() != names.len() {
+        FeatureInput::Vector { values, bad } => {
+            let given = values.len() + bad.len();
+            if given != names.len() {
+                return Err(invalid(
+                    format!("{at}: {given} values given; {} expects {} features", model.reference(), names.len()),
+                    serde_json::json!({ "expected": names.len(), "given": given }),
+                ));
+            }
+            if let Some((i, what)) = bad.first() {
+                let listed: Vec<serde_json::Value> = bad
+                    .iter()
+                    .map(|(i, w)| serde_json::json!({ "index": i, "feature": names[*i], "value": w }))
+                    .collect();
                 return Err(invalid(
                     format!(
-                        "{at}: {} values given; {} expects {} features",
-                        values.len(),
-                        model.reference(),
-                        names.len()
+                        "{at}: {} value(s) are not numbers (first: {} at index {i} is {what})",
+                        bad.len(),
+                        names[*i]
                     ),
-                    serde_json::json!({ "expected": names.len(), "given": values.len() }),
+                    serde_json::json!({ "not_numbers": listed }),
                 ));
             }
-            let mut row = Vec::with_capacity(values.len());
-            let mut bad = Vec::new();
-            for (i, v) in values.iter().enumerate() {
-                match v.as_f64().filter(|x| x.is_finite()) {
-                    Some(x) => row.push(x),
-                    None => bad.push(serde_json::json!({ "index": i, "feature": names[i], "value": v })),
-                }
-            }
-            if !bad.is_empty() {
-                return Err(invalid(
-                    format!("{at}: {} value(s) are not finite numbers (first: {})", bad.len(), bad[0]),
-                    serde_json::json!({ "not_numbers": bad }),
-                ));
-            }
-            Ok(row)
+            Ok(values.clone())
         }
-        serde_json::Value::Object(map) => {
+        FeatureInput::Named { values, bad } => {
             let mut row = vec![f64::NAN; names.len()];
+            let mut seen = vec![false; names.len()];
             let mut unknown = Vec::new();
-            let mut bad = Vec::new();
-            for (name, v) in map {
+            for (name, v) in values {
                 match model.columns.get(name) {
                     None => unknown.push(name.clone()),
-                    Some(&i) => match v.as_f64().filter(|x| x.is_finite()) {
-                        Some(x) => row[i] = x,
-                        None => bad.push(serde_json::json!({ "feature": name, "value": v })),
-                    },
+                    Some(&i) => {
+                        row[i] = *v;
+                        seen[i] = true;
+                    }
                 }
             }
-            let missing: Vec<&String> = names.iter().zip(&row).filter(|(_, v)| v.is_nan()).map(|(n, _)| n).collect();
-            if !(missing.is_empty() && unknown.is_empty() && bad.is_empty()) {
+            let mut not_numbers = Vec::new();
+            for (name, what) in bad {
+                match model.columns.get(name) {
+                    None => unknown.push(name.clone()),
+                    Some(&i) => {
+                        seen[i] = true;
+                        not_numbers.push(serde_json::json!({ "feature": name, "value": what }));
+                    }
+                }
+            }
+            let missing: Vec<&String> = names.iter().zip(&seen).filter(|(_, s)| !**s).map(|(n, _)| n).collect();
+            if !(missing.is_empty() && unknown.is_empty() && not_numbers.is_empty()) {
                 let mut parts = Vec::new();
                 if !missing.is_empty() {
                     parts.push(format!("{} missing ({})", missing.len(), preview(&missing)));
@@ -431,20 +450,16 @@ pub fn feature_row(model: &LoadedModel, input: &serde_json::Value, at: &str) -> 
                 if !unknown.is_empty() {
                     parts.push(format!("{} unknown ({})", unknown.len(), preview(&unknown)));
                 }
-                if !bad.is_empty() {
-                    parts.push(format!("{} not finite numbers (first: {})", bad.len(), bad[0]));
+                if let Some(first) = not_numbers.first() {
+                    parts.push(format!("{} not numbers (first: {first})", not_numbers.len()));
                 }
                 return Err(invalid(
                     format!("{at}: features for {}: {}", model.reference(), parts.join("; ")),
-                    serde_json::json!({ "missing": missing, "unknown": unknown, "not_numbers": bad }),
+                    serde_json::json!({ "missing": missing, "unknown": unknown, "not_numbers": not_numbers }),
                 ));
             }
             Ok(row)
         }
-        other => Err(invalid(
-            format!("{at}: expected an array of numbers or an object of name → number, got {}", kind(other)),
-            serde_json::Value::Null,
-        )),
     }
 }
 
@@ -543,7 +558,7 @@ fn caller_key(headers: &HeaderMap) -> Option<&str> {
 /// What a request gives to predict from.
 pub enum Inputs<'a> {
     /// Rows sent as JSON (arrays or name → value objects).
-    Json(&'a [serde_json::Value]),
+    Json(&'a [FeatureInput]),
     /// The latest live features of a symbol.
     Live(&'a LiveSnapshot),
 }
@@ -585,7 +600,7 @@ impl Inputs<'_> {
     /// Feature `name` of row `i`, for fallback rules.
     fn feature(&self, i: usize, name: &str) -> Option<f64> {
         match self {
-            Inputs::Json(inputs) => inputs[i].get(name).and_then(|v| v.as_f64()),
+            Inputs::Json(inputs) => inputs[i].get(name),
             Inputs::Live(snapshot) => snapshot.live.column(name).map(|c| snapshot.row[c]),
         }
     }
@@ -593,7 +608,7 @@ impl Inputs<'_> {
     /// What the prediction log stores as a row's inputs when no model row was built (fallback).
     fn logged(&self, i: usize) -> serde_json::Value {
         match self {
-            Inputs::Json(inputs) => inputs[i].clone(),
+            Inputs::Json(inputs) => inputs[i].to_json(),
             Inputs::Live(snapshot) => serde_json::json!({ "symbol": snapshot.symbol, "bar_ts": snapshot.bar_ts }),
         }
     }
@@ -704,15 +719,18 @@ async fn answer(
     Ok((Answer { outputs, slot: None, route: Route::Champion }, Vec::new()))
 }
 
-fn log_record(
-    state: &AppState,
-    endpoint: &str,
-    slot: Option<&Slot>,
-    route: &str,
+/// What one answered row leaves in the prediction log.
+struct Logged<'a> {
+    slot: Option<&'a Slot>,
+    route: &'a str,
+    /// The row the model saw (None for a fallback).
+    features: Option<Vec<f64>>,
     inputs: serde_json::Value,
-    output: &Prediction,
     latency_us: u64,
-) -> PredictionRecord {
+}
+
+fn log_record(state: &AppState, endpoint: &str, output: &Prediction, logged: Logged<'_>) -> PredictionRecord {
+    let Logged { slot, route, features, inputs, latency_us } = logged;
     PredictionRecord {
         id: output.id.clone(),
         scope: state.scope.clone(),
@@ -721,6 +739,7 @@ fn log_record(
         version: slot.map_or_else(|| "fallback".to_string(), |s| s.model.reference()),
         route: route.to_string(),
         source: if slot.is_some() { "model" } else { "fallback" }.to_string(),
+        features,
         inputs,
         output: serde_json::json!({
             "prediction": output.prediction,
@@ -763,8 +782,14 @@ async fn shadow(
         let (id, _) = state.ids.next();
         let (prediction, probability, probabilities, confidence) = shape(Some(shadow.model.task), out);
         let p = Prediction { id: id.clone(), prediction, probability, probabilities, confidence };
-        let inputs = serde_json::json!({ "features": row, "shadow_of": answered_id });
-        state.log.push(log_record(state, &endpoint.config.name, Some(shadow), "shadow", inputs, &p, latency));
+        let logged = Logged {
+            slot: Some(shadow),
+            route: "shadow",
+            features: Some(row.clone()),
+            inputs: serde_json::json!({ "shadow_of": answered_id }),
+            latency_us: latency,
+        };
+        state.log.push(log_record(state, &endpoint.config.name, &p, logged));
     }
 }
 
@@ -794,9 +819,9 @@ pub async fn predict(
     let route_hash = caller_key(&headers).map_or(random, caller_hash);
     let json_rows;
     let snapshot;
-    let inputs = match (&request.features, &request.symbol) {
+    let inputs = match (request.features, &request.symbol) {
         (Some(features), None) => {
-            json_rows = [features.clone()];
+            json_rows = [features];
             Inputs::Json(&json_rows)
         }
         (None, Some(symbol)) => {
@@ -816,28 +841,34 @@ pub async fn predict(
     let prediction = Prediction { id: id.clone(), prediction, probability, probabilities, confidence };
     let latency_us = started.elapsed().as_micros() as u64;
     let route = if answered.slot.is_some() { answered.route.as_str() } else { "fallback" };
-    let mut logged_inputs = match rows.first() {
-        Some(row) => serde_json::json!({ "features": row, "caller": caller_key(&headers) }),
-        None => serde_json::json!({ "features": inputs.logged(0), "caller": caller_key(&headers) }),
-    };
-    if let Inputs::Live(snapshot) = &inputs {
-        logged_inputs["symbol"] = serde_json::json!(snapshot.symbol);
-        logged_inputs["bar_ts"] = serde_json::json!(snapshot.bar_ts);
+    let mut context = serde_json::Map::new();
+    if let Some(caller) = caller_key(&headers) {
+        context.insert("caller".into(), caller.into());
     }
-    state.log.push(log_record(
-        &state,
-        &endpoint.config.name,
-        answered.slot.as_ref(),
+    if let Inputs::Live(snapshot) = &inputs {
+        context.insert("symbol".into(), snapshot.symbol.clone().into());
+        context.insert("bar_ts".into(), snapshot.bar_ts.into());
+    }
+    if rows.is_empty() {
+        context.insert("request".into(), inputs.logged(0));
+    }
+    let logged = Logged {
+        slot: answered.slot.as_ref(),
         route,
-        logged_inputs,
-        &prediction,
+        features: rows.first().cloned(),
+        inputs: serde_json::Value::Object(context),
         latency_us,
-    ));
+    };
+    state.log.push(log_record(&state, &endpoint.config.name, &prediction, logged));
     shadow(&state, &endpoint, &routes, &answered, &inputs, &rows, std::slice::from_ref(&id)).await;
     Ok(JsonResponse(
         StatusCode::OK,
         PredictResponse {
-            prediction,
+            id: prediction.id,
+            prediction: prediction.prediction,
+            probability: prediction.probability,
+            probabilities: prediction.probabilities,
+            confidence: prediction.confidence,
             model_name: endpoint.config.name.clone(),
             model_version: answered.slot.as_ref().map(|s| s.model.reference()),
             route: route.to_string(),
@@ -987,19 +1018,21 @@ pub async fn predict_batch(
     for (i, ((id, _), out)) in ids.iter().zip(answered.outputs.chunks(width.max(1))).enumerate() {
         let (prediction, probability, probabilities, confidence) = shape(task, out);
         let p = Prediction { id: id.clone(), prediction, probability, probabilities, confidence };
-        let inputs = match rows.get(i) {
-            Some(row) => serde_json::json!({ "features": row, "caller": caller_key(&headers) }),
-            None => serde_json::json!({ "features": request.rows[i], "caller": caller_key(&headers) }),
-        };
-        state.log.push(log_record(
-            &state,
-            &endpoint.config.name,
-            answered.slot.as_ref(),
+        let mut context = serde_json::Map::new();
+        if let Some(caller) = caller_key(&headers) {
+            context.insert("caller".into(), caller.into());
+        }
+        if rows.is_empty() {
+            context.insert("request".into(), inputs.logged(i));
+        }
+        let logged = Logged {
+            slot: answered.slot.as_ref(),
             route,
-            inputs,
-            &p,
+            features: rows.get(i).cloned(),
+            inputs: serde_json::Value::Object(context),
             latency_us,
-        ));
+        };
+        state.log.push(log_record(&state, &endpoint.config.name, &p, logged));
         predictions.push(p);
     }
     let id_list: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();

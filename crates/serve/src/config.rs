@@ -284,4 +284,12 @@ mod tests {
         assert_eq!(rule.answer(|_| None), Some(0.5));
         assert_eq!(rule.answer(|_| Some(f64::NAN)), Some(0.5));
     }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../examples/serve.toml");
+        let config = ServeConfig::from_toml(text, "examples/serve.toml").unwrap();
+        assert_eq!(config.endpoints[0].model_name(), "direction_lgbm");
+        assert_eq!(config.live.unwrap().feature_set, "standard");
+    }
 }

@@ -369,6 +369,12 @@ impl Endpoints {
         all
     }
 
+    /// Adds an endpoint unless one of that name exists already.
+    fn insert(&self, endpoint: Arc<Endpoint>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(endpoint.config.name.clone()).or_insert(endpoint);
+    }
+
     /// The endpoint for `name`, created for a registered model when endpoints are not configured.
     pub fn get_or_add(&self, name: &str, metrics: &Metrics) -> Option<Arc<Endpoint>> {
         if let Some(e) = self.get(name) {
@@ -391,17 +397,28 @@ impl Loader {
     /// production models). Errors are reported and the pass goes on.
     pub async fn poll(&self, endpoints: &Endpoints) -> RefreshOutcome {
         let mut outcome = RefreshOutcome::default();
+        let mut added = Vec::new();
         if !endpoints.configured {
             match self.production_models().await {
                 Ok(names) => {
-                    for name in names {
-                        endpoints.get_or_add(&name, &self.metrics);
+                    for name in names.iter().filter(|n| endpoints.get(n).is_none()) {
+                        // Loaded before it is visible, so no request finds it empty.
+                        let endpoint = Arc::new(Endpoint::new(EndpointConfig::for_model(name), &self.metrics));
+                        match self.refresh(&endpoint).await {
+                            Ok(o) => {
+                                outcome.swapped.extend(o.swapped);
+                                outcome.failures.extend(o.failures);
+                            }
+                            Err(e) => outcome.failures.push(format!("endpoint {name}: {e}")),
+                        }
+                        endpoints.insert(endpoint.clone());
+                        added.push(endpoint.config.name.clone());
                     }
                 }
                 Err(e) => outcome.failures.push(format!("listing production models: {e}")),
             }
         }
-        for endpoint in endpoints.all() {
+        for endpoint in endpoints.all().into_iter().filter(|e| !added.contains(&e.config.name)) {
             match self.refresh(&endpoint).await {
                 Ok(o) => {
                     outcome.swapped.extend(o.swapped);

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod endpoints;
+pub mod input;
 pub mod live;
 pub mod log;
 pub mod metrics;

@@ -1,5 +1,7 @@
 -- Served predictions and their realised outcomes (quantpipe serve).
 -- Ids are 32 hex digits made by the server, so a prediction can be answered before its row is written.
+-- features: the row the model saw, in its feature order, as little-endian f64 (NULL when a fallback answered);
+-- inputs: JSON context (caller key, symbol and bar, the shadowed answer, a fallback's raw request).
 
 CREATE TABLE predictions (
     id          TEXT    PRIMARY KEY,
@@ -10,6 +12,7 @@ CREATE TABLE predictions (
     version     TEXT    NOT NULL,
     route       TEXT    NOT NULL CHECK (route IN ('champion', 'canary', 'shadow', 'fallback')),
     source      TEXT    NOT NULL CHECK (source IN ('model', 'fallback')),
+    features    BYTEA,
     inputs      TEXT    NOT NULL,
     output      TEXT    NOT NULL,
     latency_us  BIGINT  NOT NULL,
