@@ -3,7 +3,8 @@
 # (bench/serve_fastapi.py), same LightGBM model file (a direction model trained by `quantpipe train`
 # on FILUSDT 1m with the standard feature set), same feature vector, same machine, same run.
 # wrk drives POST /predict over keep-alive connections at 32 and 128 connections; requests per
-# second and latency percentiles of each, and the ratio. quantpipe also logs every prediction to its
+# second and latency percentiles of each, and the ratio (and at 4 connections, where latency rather
+# than throughput is the point). quantpipe also logs every prediction to its
 # registry database; the FastAPI server logs nothing.
 #   bench/serve.sh [SECONDS per measurement, default 15]
 set -euo pipefail
@@ -62,7 +63,7 @@ printf '[live]\nfeature_set = "standard"\n' > "$work/serve.toml"
 pids+=($!)
 wait_for http://127.0.0.1:18801/predict
 curl -s -X POST -d @"$work/body.json" http://127.0.0.1:18801/predict > "$work/qp-answer.json"
-for c in 32 128; do measure quantpipe http://127.0.0.1:18801/predict "$c"; done
+for c in 4 32 128; do measure quantpipe http://127.0.0.1:18801/predict "$c"; done
 curl -s http://127.0.0.1:18801/metrics > "$work/qp-metrics.txt"
 echo "== live path: POST /bars + POST /predict by symbol, standard features" >&2
 .venv/bin/python bench/serve_live.py 127.0.0.1:18801 "$data" > "$work/live.json"
@@ -75,7 +76,7 @@ for workers in 1 2; do
   pids+=($!)
   wait_for http://127.0.0.1:18802/predict
   curl -s -X POST -d @"$work/body.json" -H 'content-type: application/json' http://127.0.0.1:18802/predict > "$work/py-answer-$workers.json"
-  for c in 32 128; do measure "fastapi$workers" http://127.0.0.1:18802/predict "$c"; done
+  for c in 4 32 128; do measure "fastapi$workers" http://127.0.0.1:18802/predict "$c"; done
   kill "${pids[-1]}"; wait "${pids[-1]}" 2> /dev/null || true
   sleep 1
 done
@@ -98,7 +99,7 @@ q = json.load(open(f"{work}/qp-answer.json"))
 p = json.load(open(f"{work}/py-answer-1.json"))
 out = {"seconds_per_measurement": seconds, "probability_quantpipe": q["probability"],
        "probability_fastapi": p["probability"], "same_probability": abs(q["probability"] - p["probability"]) < 1e-12}
-for c in (32, 128):
+for c in (4, 32, 128):
     qs = parse("quantpipe", c)
     f1, f2 = parse("fastapi1", c), parse("fastapi2", c)
     best = max(f1, f2, key=lambda r: r["rps"])
