@@ -287,8 +287,8 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let text = include_str!("../../../examples/serve.toml");
-        let config = ServeConfig::from_toml(text, "examples/serve.toml").unwrap();
+        let text = include_str!("../../../examples/serve/serve.toml");
+        let config = ServeConfig::from_toml(text, "examples/serve/serve.toml").unwrap();
         assert_eq!(config.endpoints[0].model_name(), "direction_lgbm");
         assert_eq!(config.live.unwrap().feature_set, "standard");
     }
