@@ -522,22 +522,29 @@ struct Answer {
     route: Route,
 }
 
-/// Runs the answering model on `rows`, under the endpoint's time budget when it has one.
+/// Rows above which a call leaves the request threads for the blocking pool: a big batch must not
+/// hold up other requests, and it can then be abandoned at the request deadline.
+const INLINE_ROWS: usize = 64;
+
+/// Runs the answering model on `rows`, under the endpoint's time budget when it has one. `None`:
+/// the budget was missed.
 async fn run_model(endpoint: &Endpoint, slot: &Slot, rows: Vec<f64>) -> Result<Option<Vec<f64>>, ApiError> {
     let started = Instant::now();
-    let result = match endpoint.config.time_budget_ms {
-        None => slot.model.model.predict(&rows),
-        Some(ms) => {
-            let model = slot.model.clone();
-            let job = tokio::task::spawn_blocking(move || model.model.predict(&rows));
-            match tokio::time::timeout(Duration::from_millis(ms), job).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(e)) => {
-                    slot.stats.errors.fetch_add(1, Relaxed);
-                    return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "prediction_failed", e.to_string()));
-                }
-                Err(_) => return Ok(None),
+    let width = slot.model.feature_names().len().max(1);
+    let budget = endpoint.config.time_budget_ms.map(Duration::from_millis);
+    let result = if budget.is_none() && rows.len() / width <= INLINE_ROWS {
+        slot.model.model.predict(&rows)
+    } else {
+        let model = slot.model.clone();
+        let job = tokio::task::spawn_blocking(move || model.model.predict(&rows));
+        // Without a budget the request deadline (the limits layer) is the only bound.
+        match tokio::time::timeout(budget.unwrap_or(Duration::MAX), job).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                slot.stats.errors.fetch_add(1, Relaxed);
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "prediction_failed", e.to_string()));
             }
+            Err(_) => return Ok(None),
         }
     };
     slot.stats.latency.observe(started.elapsed().as_secs_f64());

@@ -610,3 +610,21 @@ async fn a_model_that_misses_its_time_budget_is_answered_by_the_fallback() {
     assert!(body["model_version"].is_null());
     t.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gets_503_and_the_server_goes_on() {
+    let t = sqlite().await;
+    register(&t.registry, "direction", 7, 400, Stage::Production).await;
+    let mut config = quick_config();
+    config.server.request_timeout_ms = 1;
+    let server = start(&t, &config).await;
+    // A big batch runs on the blocking pool, so the deadline can abandon it.
+    let rows = vec![ROW; 5_000];
+    let (status, body, headers) =
+        call(&server, "POST", "/predict/batch", json!({"model_name": "direction", "rows": rows}).to_string()).await;
+    assert_error_shape(status, &body, 503, "timeout", "request_timeout_ms");
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+    let (_, metrics, _) = call(&server, "GET", "/metrics", Body::empty()).await;
+    assert!(metrics["text"].as_str().unwrap().contains("quantpipe_request_timeouts_total 1\n"));
+    t.cleanup().await;
+}
