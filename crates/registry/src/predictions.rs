@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::db::{begin_write, col, json_col, scope_col, Arg, Filter};
 use crate::versions::scope_text;
-use crate::{now_ms, Registry, RegistryError, Result, Scope};
+use crate::{now_ms, Backend, Registry, RegistryError, Result, Scope};
 
 /// One served prediction.
 #[derive(Debug, Clone, Serialize)]
@@ -61,12 +61,18 @@ impl Registry {
                  inputs, output, latency_us, created_at) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 13;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push('(');
-                sql.push_str(&(1..=13).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+                let placeholders: Vec<String> = match self.backend {
+                    // Anonymous `?`: SQLite looks a named parameter up by a linear scan of every
+                    // name, which made binding 3,328 `$n` parameters quadratic (a third of the
+                    // server's CPU under load).
+                    Backend::Sqlite => vec!["?".to_string(); 13],
+                    Backend::Postgres => (1..=13).map(|k| format!("${}", i * 13 + k)).collect(),
+                };
+                sql.push_str(&placeholders.join(","));
                 sql.push(')');
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
