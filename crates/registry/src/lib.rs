@@ -16,6 +16,8 @@ mod lifecycle;
 mod ops;
 mod predictions;
 mod runs;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod versions;
 
 use std::fmt;

@@ -16,7 +16,6 @@ use quantpipe_models::lightgbm::LightGbmParams;
 use quantpipe_models::{Dataset, ModelSpec, Task};
 use quantpipe_registry::{NewVersion, Stage, VersionRef};
 use quantpipe_serve::config::LiveConfig;
-use quantpipe_serve::Server;
 use serde_json::json;
 
 fn sample() -> Bars {
@@ -82,7 +81,7 @@ async fn live_bars_give_the_training_paths_features_and_prediction() {
 
     let mut config = ServeConfigBuilder::live();
     config.server.max_batch_rows = 1_000;
-    let (addr, stop, handle) = serve_on(&t, &config).await;
+    let (addr, stop, handle) = serve(&t, &config).await;
     let mut client = Client::connect(addr).await;
 
     // History first, in pushes of 600 bars.
@@ -165,7 +164,7 @@ async fn without_live_features_bars_are_refused_clearly() {
     register(&t.registry, "direction", 7, 10, Stage::Production).await;
     let mut config = quantpipe_serve::ServeConfig::default();
     config.server.addr = "127.0.0.1:0".into();
-    let (addr, stop, handle) = serve_on(&t, &config).await;
+    let (addr, stop, handle) = serve(&t, &config).await;
     let mut client = Client::connect(addr).await;
     let reply = client.post("/bars", &json!({"symbol": "BTCUSD", "bars": []})).await;
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (404, Some("live_features_off")));
@@ -186,22 +185,4 @@ impl ServeConfigBuilder {
         config.live = Some(LiveConfig { feature_set: "standard".into(), max_symbols: 100 });
         config
     }
-}
-
-async fn serve_on(
-    t: &TestRegistry,
-    config: &quantpipe_serve::ServeConfig,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let server = Server::start(config, t.registry.clone(), P, t.dir.path().join("cache"), "test".into()).await.unwrap();
-    let (listener, addr) = quantpipe_serve::bind(&config.server.addr).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        server
-            .run(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, stop, handle)
 }

@@ -284,25 +284,6 @@ async fn handlers_answer_and_refuse_bad_requests_without_a_socket() {
     t.cleanup().await;
 }
 
-/// Starts a server on port 0 and returns its address and a handle that stops it.
-async fn serve(
-    t: &TestRegistry,
-    config: &ServeConfig,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let server = start(t, config).await;
-    let (listener, addr) = quantpipe_serve::bind(&config.server.addr).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        server
-            .run(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, stop, handle)
-}
-
 async fn wait_for_version(client: &mut Client, expected: &str) {
     for _ in 0..100 {
         let reply = client.post("/predict", &json!({"model_name": "direction", "features": ROW})).await;

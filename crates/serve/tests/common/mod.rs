@@ -4,12 +4,12 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use quantpipe_models::lightgbm::LightGbmParams;
 use quantpipe_models::{Dataset, ModelSpec, Task};
-use quantpipe_registry::{ArtifactStore, ModelVersion, NewVersion, Registry, Scope, Stage, VersionRef};
-use sqlx::Connection;
+#[allow(unused_imports)] // not every test binary uses both backends
+pub use quantpipe_registry::testing::{postgres, sqlite, TestRegistry};
+use quantpipe_registry::{ModelVersion, NewVersion, Registry, Scope, Stage, VersionRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const P: Scope = Scope::Platform;
@@ -101,69 +101,27 @@ pub fn direct_prediction(reg: &Registry, version: &ModelVersion, row: &[f64]) ->
     quantpipe_models::load(&dir).unwrap().predict(row).unwrap()[0]
 }
 
-pub struct TestRegistry {
-    pub registry: Registry,
-    pub url: String,
-    pub dir: tempfile::TempDir,
-    postgres_db: Option<String>,
-}
-
-pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-impl TestRegistry {
-    pub fn label(&self) -> &'static str {
-        if self.postgres_db.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        }
-    }
-
-    /// A second connection pool to the same registry (another process, in effect).
-    pub async fn reopen(&self) -> Registry {
-        Registry::open(&self.url, ArtifactStore::Local { root: self.dir.path().join("artifacts") }).await.unwrap()
-    }
-
-    pub async fn cleanup(self) {
-        self.registry.close().await;
-        if let Some(db) = self.postgres_db {
-            let mut conn = sqlx::postgres::PgConnection::connect(&postgres_base()).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-pub fn postgres_base() -> String {
-    std::env::var("QUANTPIPE_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_string())
-}
-
-pub async fn sqlite() -> TestRegistry {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("registry.db").display());
-    let registry = Registry::open(&url, ArtifactStore::Local { root: dir.path().join("artifacts") }).await.unwrap();
-    TestRegistry { registry, url, dir, postgres_db: None }
-}
-
-pub async fn postgres() -> TestRegistry {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let base = postgres_base();
-    let mut conn = sqlx::postgres::PgConnection::connect(&base).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {base} is needed by the server tests ({e}); start it or set QUANTPIPE_DATABASE_URL")
+/// A server on port 0 over `t` (cache under its directory): its address, a sender that stops it
+/// gracefully, and the task to await for the stop (which flushes the prediction log).
+pub async fn serve(
+    t: &TestRegistry,
+    config: &quantpipe_serve::ServeConfig,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let server =
+        quantpipe_serve::Server::start(config, t.registry.clone(), P, t.dir.path().join("cache"), "test".into())
+            .await
+            .unwrap();
+    let (listener, addr) = quantpipe_serve::bind(&config.server.addr).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server
+            .run(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
     });
-    let db = format!("qp_serve_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.unwrap();
-    let (prefix, _) = base.rsplit_once('/').expect("a database URL ends with /DATABASE");
-    let url = format!("{prefix}/{db}");
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(&url, ArtifactStore::Local { root: dir.path().join("artifacts") }).await.unwrap();
-    TestRegistry { registry, url, dir, postgres_db: Some(db) }
+    (addr, stop, handle)
 }
 
 /// A keep-alive HTTP/1.1 connection: enough client for tests, with nothing hidden in between.
