@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use quantpipe_core::time::now_ms;
 use quantpipe_pipeline::config::EXAMPLE;
 use quantpipe_pipeline::register::register;
 use quantpipe_pipeline::report::{self, ReportInput};
@@ -271,8 +272,4 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
         println!("run finished in {:.1} s", input.seconds);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -246,9 +246,7 @@ impl Registry {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub(crate) use quantpipe_core::time::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use quantpipe_core::time::now_ms;
 use quantpipe_models::Task;
 use quantpipe_registry::{PredictionRecord, RegistryError, Route};
 use serde::de::DeserializeOwned;
@@ -380,10 +381,6 @@ pub fn caller_hash(key: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     mix(h)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One row of features for `model`: an array in its order or a name → value map. Every problem is

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::*;
-use quantpipe_registry::{Stage, VersionRef};
+use quantpipe_registry::Stage;
 use quantpipe_serve::config::{CanaryConfig, EndpointConfig, FallbackRule};
 use quantpipe_serve::{ServeConfig, Server};
 use serde_json::json;
@@ -564,7 +564,6 @@ async fn without_configured_endpoints_every_production_model_is_served() {
     let shown = client.get("/models/volatility").await.json();
     assert_eq!(shown["feature_names"], json!(features()));
     assert_eq!(shown["metrics"]["oos_roc_auc"], 0.6);
-    let _ = VersionRef::parse("volatility@1.0.0").unwrap();
     stop.send(()).unwrap();
     handle.await.unwrap();
     t.cleanup().await;
