@@ -13,7 +13,7 @@ use quantpipe_core::time::now_ms;
 use quantpipe_pipeline::config::EXAMPLE;
 use quantpipe_pipeline::register::register;
 use quantpipe_pipeline::report::{self, ReportInput};
-use quantpipe_pipeline::run::{evaluate, prepare, RunOptions, Silent};
+use quantpipe_pipeline::run::{evaluate, planned_fits, prepare, RunOptions, Silent};
 use quantpipe_pipeline::{Observer, PipelineConfig, StageRecord};
 
 use crate::models_cmd::{block_on, RegistryArgs};
@@ -112,6 +112,7 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
     let observer: &dyn Observer = if args.json { &Silent } else { &terminal };
     let prepared = prepare(&loaded, &options, observer)?;
     if args.check {
+        let fits: u64 = loaded.config.models.iter().map(|m| planned_fits(m, prepared.splits.len())).sum();
         let checked = serde_json::json!({
             "pipeline": loaded.config.name,
             "config": loaded.path,
@@ -121,13 +122,14 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
             "features": prepared.width(),
             "splits": prepared.splits.len(),
             "models": loaded.config.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "fits": fits,
             "stages": prepared.stages,
         });
         if args.json {
             println!("{}", serde_json::to_string_pretty(&checked)?);
         } else {
             println!(
-                "{}: config and data are valid: {} rows × {} features, {} splits, {} models (nothing trained)",
+                "{}: config and data are valid: {} rows × {} features, {} splits, {} models, {fits} fits to run (nothing trained)",
                 args.pipeline.display(),
                 prepared.rows.len(),
                 prepared.width(),
@@ -262,6 +264,21 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
         }
         right(&mut t, &[3, 4, 5, 6]);
         println!("{t}");
+        for m in &evaluated.models {
+            if let Some(search) = &m.search {
+                let kept = &search.trials[search.chosen - 1];
+                let params: Vec<String> = kept.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                println!(
+                    "{}: kept trial {} of {} by {} {:.4}: {}",
+                    m.name,
+                    search.chosen,
+                    search.trials.len(),
+                    search.metric,
+                    kept.score,
+                    params.join(", ")
+                );
+            }
+        }
         if let Some(pbo) = &evaluated.overfitting.pbo {
             println!(
                 "probability of backtest overfitting over {} trials: {:.3}",

@@ -181,6 +181,111 @@ fn quickstart_runs_every_stage_registers_and_reports_and_repeats_exactly() {
     }
 }
 
+/// A parameter search: every candidate is scored by the run's cross-validation, the best is the one
+/// refitted and registered, and every candidate counts as a trial in the deflated Sharpe ratio and PBO.
+#[test]
+fn a_parameter_search_keeps_the_best_trial_and_counts_every_trial() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run");
+    let config = repo("examples/btc_search.toml");
+    let check = json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--check", "--json"]));
+    let splits = check["splits"].as_u64().unwrap();
+    assert_eq!(check["fits"].as_u64().unwrap(), (8 + 2) * splits + 2, "{check}");
+
+    let v =
+        json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]));
+    let predictions = read_predictions(&out_dir.join("predictions.csv"));
+    let models = v["models"].as_array().unwrap();
+    for (m, trials_wanted, metric, higher) in [(&models[0], 8, "roc_auc", true), (&models[1], 2, "brier", false)] {
+        let name = m["name"].as_str().unwrap();
+        let search = &m["search"];
+        assert_eq!(search["metric"], metric);
+        let trials = search["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), trials_wanted, "{name}");
+        let scores: Vec<f64> = trials.iter().map(|t| t["score"].as_f64().unwrap()).collect();
+        let best = if higher {
+            scores.iter().copied().fold(f64::MIN, f64::max)
+        } else {
+            scores.iter().copied().fold(f64::MAX, f64::min)
+        };
+        let chosen = search["chosen"].as_u64().unwrap() as usize;
+        let kept = &trials[chosen - 1];
+        // The kept trial is the best, and the first of equals.
+        assert_eq!(kept["score"].as_f64().unwrap(), best, "{name}: kept {kept} of {scores:?}");
+        assert!(scores[..chosen - 1].iter().all(|&s| s != best), "{name}: an earlier trial tied");
+        // Different parameters gave different models: a search that ignored its space would not.
+        assert!(scores.iter().any(|&s| s != scores[0]), "{name}: every trial scored {}", scores[0]);
+        // The model's out-of-sample figures are the kept trial's cross-validation, and the
+        // predictions file reproduces them.
+        assert_eq!(m["oos_scores"][metric].as_f64().unwrap(), best, "{name}");
+        let folds: Vec<f64> = m["folds"].as_array().unwrap().iter().map(|f| f["score"].as_f64().unwrap()).collect();
+        let kept_folds: Vec<f64> =
+            kept["fold_scores"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect();
+        assert_eq!(folds, kept_folds, "{name}");
+        let rows: Vec<&Prediction> = predictions.iter().filter(|p| p.model == name).collect();
+        let y: Vec<f64> = rows.iter().map(|p| p.label).collect();
+        let p: Vec<f64> = rows.iter().map(|p| p.prediction).collect();
+        let auc = m["oos_scores"]["roc_auc"].as_f64().unwrap();
+        assert!((pairwise_auc(&y, &p) - auc).abs() < 1e-12, "{name}");
+        // The registered parameters are the kept trial's.
+        for (param, value) in kept["params"].as_object().unwrap() {
+            assert_eq!(&m["params"][param], value, "{name}: {param}");
+        }
+        assert_eq!(m["sharpe_statistics"]["trials"], 10, "{name}");
+        let shown = json(&quantpipe(home.path(), &["models", "show", &format!("{name}@latest"), "--json"]));
+        assert_eq!(shown["params"]["search"]["trials"], trials_wanted, "{shown}");
+        assert_eq!(shown["params"]["search"]["chosen"], chosen as u64);
+        assert_eq!(shown["metrics"]["trials"], 10.0);
+    }
+    // The saved booster was trained with the kept number of leaves.
+    let kept_leaves = &models[0]["search"]["trials"][models[0]["search"]["chosen"].as_u64().unwrap() as usize - 1]
+        ["params"]["num_leaves"];
+    let booster = std::fs::read_to_string(out_dir.join("models/btc_direction_gbdt_searched/model.txt")).unwrap();
+    assert!(
+        booster.contains(&format!("[num_leaves: {kept_leaves}]")),
+        "num_leaves {kept_leaves} not in the model file"
+    );
+    assert_eq!(v["overfitting"]["trials"], 10);
+    assert!(v["overfitting"]["pbo"]["pbo"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)));
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("Parameter search: btc_direction_gbdt_searched"));
+    assert!(html.contains("Parameter search: btc_direction_forest_searched"));
+}
+
+/// The momentum-classifier role: an RBF SVM in a pipeline, its C chosen by a grid whose trials train
+/// side by side (one thread each), registered with its Platt-calibrated probabilities.
+#[test]
+fn an_svm_pipeline_searches_its_cost_and_registers_calibrated_probabilities() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run");
+    let config = repo("examples/btc_momentum_svm.toml");
+    let v =
+        json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]));
+    let m = &v["models"][0];
+    assert_eq!(m["family"], "svm");
+    let trials = m["search"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    let losses: Vec<f64> = trials.iter().map(|t| t["score"].as_f64().unwrap()).collect();
+    let chosen = m["search"]["chosen"].as_u64().unwrap() as usize;
+    assert_eq!(losses[chosen - 1], losses.iter().copied().fold(f64::MAX, f64::min), "lower log loss wins: {losses:?}");
+    assert_eq!(m["params"]["c"], trials[chosen - 1]["params"]["c"]);
+    // The predictions are probabilities whose log loss is the reported one.
+    let predictions = read_predictions(&out_dir.join("predictions.csv"));
+    assert_eq!(predictions.len() as u64, m["oos_rows"].as_u64().unwrap());
+    assert!(predictions.iter().all(|p| p.prediction > 0.0 && p.prediction < 1.0));
+    let log_loss = -predictions
+        .iter()
+        .map(|p| if p.label == 1.0 { p.prediction.ln() } else { (1.0 - p.prediction).ln() })
+        .sum::<f64>()
+        / predictions.len() as f64;
+    assert!((log_loss - losses[chosen - 1]).abs() < 1e-12, "{log_loss} vs {}", losses[chosen - 1]);
+    // The saved model reloads as an SVM with its support vectors.
+    let svm: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("models/btc_momentum_svm/svm.json")).unwrap()).unwrap();
+    assert!(svm["model"]["sv"].as_array().unwrap().len() > 100);
+    assert!(svm["platt"].as_array().is_some_and(|ab| ab.len() == 2));
+}
+
 fn write_config(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(repo("examples/quickstart.toml")).unwrap();
     let text = text.replace("../data/sample/", &format!("{}/", repo("data/sample").display()));

@@ -5,11 +5,14 @@
 //! metadata, with a format version) beside the family's own file (`model.txt` for LightGBM, in
 //! LightGBM's text format so Python LightGBM loads it).
 //!
-//! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]).
+//! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]), logistic and
+//! linear regression ([`linear`]), support vector machines ([`svm`]).
 
 pub mod lightgbm;
 pub mod linear;
 pub mod onnx;
+pub mod search;
+pub mod svm;
 pub mod trees;
 
 use std::path::{Path, PathBuf};
@@ -225,6 +228,8 @@ pub enum ModelSpec {
     Logistic(linear::LogisticParams),
     /// Least squares; elastic net (L1 / L2) when `alpha` > 0.
     Linear(linear::LinearParams),
+    /// Support vector machine (LIBSVM's C-SVC / ε-SVR), linear or RBF kernel.
+    Svm(svm::SvmParams),
 }
 
 impl ModelSpec {
@@ -233,6 +238,7 @@ impl ModelSpec {
             ModelSpec::Lightgbm(p) => p.task(),
             ModelSpec::Logistic(p) => p.validate().map(|_| Task::Binary),
             ModelSpec::Linear(p) => p.validate().map(|_| Task::Regression),
+            ModelSpec::Svm(p) => p.task(),
         }
     }
 
@@ -242,7 +248,7 @@ impl ModelSpec {
         match self {
             ModelSpec::Lightgbm(_) => PreprocessSpec::identity(),
             // Linear models need every value, on comparable scales.
-            ModelSpec::Logistic(_) | ModelSpec::Linear(_) => {
+            ModelSpec::Logistic(_) | ModelSpec::Linear(_) | ModelSpec::Svm(_) => {
                 PreprocessSpec { impute: Impute::Median, winsorize: 0.0, standardize: true }
             }
         }
@@ -274,6 +280,7 @@ pub fn fit(
         ModelSpec::Lightgbm(params) => Box::new(lightgbm::LightGbmModel::fit(&data, params)?),
         ModelSpec::Logistic(params) => Box::new(linear::LinearModel::fit_logistic(&data, params)?),
         ModelSpec::Linear(params) => Box::new(linear::LinearModel::fit_linear(&data, params)?),
+        ModelSpec::Svm(params) => Box::new(svm::SvmModel::fit(&data, params)?),
     };
     Ok(match fitted {
         Some(pre) => Box::new(Preprocessed { pre, inner: model }),
@@ -367,10 +374,11 @@ pub fn load(dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     let model: Box<dyn Model> = match meta.family.as_str() {
         "lightgbm" => Box::new(lightgbm::LightGbmModel::load(dir)?),
         "logistic" | "linear" => Box::new(linear::LinearModel::load(dir)?),
+        "svm" => Box::new(svm::SvmModel::load(dir)?),
         other => {
             return Err(ModelError::Artifact {
                 path: dir.join("model.json"),
-                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear)"),
+                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear, svm)"),
             })
         }
     };

@@ -8,7 +8,8 @@ use quantpipe_core::{MarketCalendar, Timeframe};
 use quantpipe_eval::backtest::{Costs, PositionRule};
 use quantpipe_eval::split::Scheme;
 use quantpipe_labels::{Horizon, LabelSpec};
-use quantpipe_models::ModelSpec;
+use quantpipe_models::search::SearchSpec;
+use quantpipe_models::{ModelError, ModelSpec};
 use quantpipe_registry::{Gate, Stage};
 use serde::{Deserialize, Serialize};
 
@@ -220,7 +221,11 @@ pub struct ModelConfig {
     pub target: Option<String>,
     #[serde(default)]
     pub preprocess: Option<PreprocessSpec>,
-    /// `kind = "lightgbm" | "logistic" | "linear"` and the family's parameters (docs/models.md); the
+    /// `[models.search]`: several parameter sets, each scored by the run's cross-validation; the
+    /// best is the one registered, and every one counts as a trial in the deflated Sharpe ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
+    /// `kind = "lightgbm" | "logistic" | "linear" | "svm"` and the family's parameters (docs/models.md); the
     /// family's parameter struct refuses unknown keys.
     #[serde(flatten)]
     pub spec: ModelSpec,
@@ -372,6 +377,17 @@ impl PipelineConfig {
             if let Some(p) = &m.preprocess {
                 p.validate().map_err(|e| format!("models[{i}].preprocess: {e}"))?;
             }
+            if let Some(search) = &m.search {
+                search.candidates(&m.spec).map_err(|e| match e {
+                    ModelError::InvalidParams(message) => format!("models[{i}].{message}"),
+                    other => format!("models[{i}].search: {other}"),
+                })?;
+                let task = m.spec.task().map_err(|e| e.to_string())?;
+                if let Some(metric) = &search.metric {
+                    crate::run::selection_direction(task, metric)
+                        .map_err(|e| format!("models[{i}].search.metric: {e}"))?;
+                }
+            }
         }
         self.label.validate().map_err(|e| format!("label: {e}"))?;
         self.backtest.rule().validate().map_err(|e| format!("backtest: {e}"))?;
@@ -491,6 +507,31 @@ mod tests {
         for bad in ["2023-02-30", "2023-13-01", "yesterday", "2023-10-01T25:00", "2023-10"] {
             assert!(parse_utc(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn search_errors_name_the_model_and_key() {
+        let with_search = |space: &str| {
+            EXAMPLE.replacen(
+                "[[models]]\nname = \"btc_direction_forest\"",
+                &format!("[models.search]\n{space}\n\n[[models]]\nname = \"btc_direction_forest\""),
+                1,
+            )
+        };
+        let check = |text: String| match PipelineConfig::parse(&text) {
+            Ok(config) => config.check().err().unwrap_or_default(),
+            Err(e) => e,
+        };
+        let ok = with_search("method = \"grid\"\nspace = { num_leaves = [7, 15] }");
+        assert_eq!(check(ok), "");
+        let err = check(with_search("method = \"grid\"\nspace = { num_leafs = [7, 15] }"));
+        assert!(err.contains("models[0].search") && err.contains("num_leafs"), "{err}");
+        let err = check(with_search("method = \"grid\"\nspace = { num_leaves = { min = 4, max = 9 } }"));
+        assert!(err.starts_with("models[0].search.space.num_leaves"), "{err}");
+        let err = check(with_search("method = \"grid\"\nmetrc = \"f1\"\nspace = { num_leaves = [7] }"));
+        assert!(err.contains("models[0].search.metrc") && err.contains("line"), "{err}");
+        let err = check(with_search("method = \"grid\"\nmetric = \"rmse\"\nspace = { num_leaves = [7] }"));
+        assert!(err.contains("models[0].search.metric") && err.contains("roc_auc"), "{err}");
     }
 
     #[test]

@@ -110,12 +110,32 @@ pub async fn register(
         evaluations.extend(metrics.iter().filter_map(|(k, &v)| {
             k.strip_prefix("oos_").map(|m| Evaluation { split: "oos".into(), metric: m.into(), value: v })
         }));
+        // Every trial of a parameter search, so the registry shows what was tried, not only the winner.
+        if let Some(search) = &model.search {
+            evaluations.extend(search.trials.iter().filter(|t| t.score.is_finite()).map(|t| Evaluation {
+                split: format!("trial_{}", t.trial),
+                metric: search.metric.clone(),
+                value: t.score,
+            }));
+        }
         let mut params = model.params.clone();
         if let (Some(object), Some(pre)) = (
             params.as_object_mut(),
             config.models.iter().find(|m| m.name == model.name).and_then(|m| m.preprocess.as_ref()),
         ) {
             object.insert("preprocess".into(), serde_json::to_value(pre).expect("serialises"));
+        }
+        if let (Some(object), Some(search)) = (params.as_object_mut(), &model.search) {
+            object.insert(
+                "search".into(),
+                serde_json::json!({
+                    "method": search.method,
+                    "metric": search.metric,
+                    "trials": search.trials.len(),
+                    "chosen": search.chosen,
+                    "chosen_params": search.trials[search.chosen - 1].params,
+                }),
+            );
         }
         let new = NewVersion {
             name: model.name.clone(),

@@ -164,7 +164,7 @@ th{background:#f4f4f4}.ok{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-
 svg.chart{display:block;margin:10px 0;background:#fff}svg .title{font-size:14px;font-weight:600;fill:#222}\
 svg .tick{font-size:11px;fill:#555}svg .axis{font-size:12px;fill:#333}svg .legend{font-size:12px;fill:#333}\
 svg .grid{stroke:#eee}code{background:#f4f4f4;padding:1px 4px;border-radius:3px}.empty{color:#888}\
-.cm td{width:70px;text-align:center}";
+.cm td{width:70px;text-align:center}tr.kept td{font-weight:600;background:#eef6ee}";
 
 fn html(input: &ReportInput, files: &RunFiles) -> String {
     let config = &input.loaded.config;
@@ -308,6 +308,101 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
     }
     h.push_str("</table>");
 
+    // Parameter searches.
+    for m in e.models.iter().filter(|m| m.search.is_some()) {
+        let search = m.search.as_ref().expect("filtered");
+        let names: Vec<&String> = search.trials.first().map(|t| t.params.keys().collect()).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<h2>Parameter search: {}</h2><p>{} search, {} trials, each scored by the cross-validation above on {} ({}); trial {} was kept and refitted for registration. Every trial counts in the deflated Sharpe ratio and in PBO.</p>",
+            escape(&m.name),
+            match search.method {
+                quantpipe_models::search::SearchMethod::Grid => "Grid",
+                quantpipe_models::search::SearchMethod::Random => "Random",
+            },
+            search.trials.len(),
+            escape(&search.metric),
+            if search.higher_is_better { "higher is better" } else { "lower is better" },
+            search.chosen
+        );
+        let x: Vec<f64> = search.trials.iter().map(|t| t.trial as f64).collect();
+        let scores: Vec<f64> = search.trials.iter().map(|t| t.score).collect();
+        let best_so_far: Vec<f64> = scores
+            .iter()
+            .scan(f64::NAN, |best, &v| {
+                let improves = !v.is_nan() && (best.is_nan() || (v > *best) == search.higher_is_better);
+                if improves {
+                    *best = v;
+                }
+                Some(*best)
+            })
+            .collect();
+        let lines = [
+            Line { name: "trial", x: &x, y: &scores, color: PALETTE[0], markers: true, dashed: false },
+            Line { name: "best so far", x: &x, y: &best_so_far, color: PALETTE[1], markers: false, dashed: true },
+        ];
+        h.push_str(&line_chart(
+            &format!("Cross-validated {} by trial", search.metric),
+            Axis::Number,
+            &search.metric,
+            &lines,
+            260.0,
+            None,
+            None,
+        ));
+        let mut order: Vec<&crate::run::TrialOutcome> = search.trials.iter().collect();
+        order.sort_by(|a, b| {
+            let (x, y) = if search.higher_is_better { (b.score, a.score) } else { (a.score, b.score) };
+            x.is_nan().cmp(&y.is_nan()).then(x.total_cmp(&y)).then(a.trial.cmp(&b.trial))
+        });
+        h.push_str("<table><tr><th>trial</th>");
+        for name in &names {
+            let _ = write!(h, "<th>{}</th>", escape(name));
+        }
+        let _ = write!(
+            h,
+            "<th>{}</th><th>{} by fold<br>mean ± s.d.</th><th>Sharpe</th><th>seconds</th></tr>",
+            escape(&search.metric),
+            escape(&m.headline_metric)
+        );
+        const SHOWN: usize = 25;
+        let more = order.len().saturating_sub(SHOWN);
+        for t in order.into_iter().take(SHOWN) {
+            let kept = t.trial == search.chosen;
+            let _ = write!(
+                h,
+                "<tr{}><td>{}{}</td>",
+                if kept { " class=\"kept\"" } else { "" },
+                t.trial,
+                if kept { " ✓ kept" } else { "" }
+            );
+            for name in &names {
+                let value = t.params.get(*name).map_or(String::new(), |v| match v.as_f64() {
+                    // Four significant digits, whatever the scale (learning rates, penalties).
+                    Some(x) if v.is_f64() && x != 0.0 && x.abs() < 0.01 => format!("{x:.3e}"),
+                    Some(x) if v.is_f64() => num(x, 4),
+                    _ => v.to_string(),
+                });
+                let _ = write!(h, "<td class=\"n\">{}</td>", escape(&value));
+            }
+            let finite: Vec<f64> = t.fold_scores.iter().copied().filter(|x| x.is_finite()).collect();
+            let _ = write!(
+                h,
+                "<td class=\"n\">{}</td><td class=\"n\">{} ± {}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td></tr>",
+                num(t.score, 4),
+                num(quantpipe_eval::stats::mean(&finite), 4),
+                num(quantpipe_eval::stats::std_dev(&finite), 4),
+                t.sharpe.map_or("—".into(), |x| num(x, 2)),
+                t.seconds
+            );
+        }
+        h.push_str("</table>");
+        if more > 0 {
+            let _ =
+                write!(h, "<p>The best {SHOWN} trials are shown; summary.json lists all {}.</p>", search.trials.len());
+        }
+    }
+
     // Backtest.
     let backtested: Vec<&ModelOutcome> = e.models.iter().filter(|m| m.backtest.is_some()).collect();
     if let Some(first) = backtested.first().and_then(|m| m.backtest.as_ref()) {
@@ -371,7 +466,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
     }
 
     // Overfitting.
-    h.push_str("<h2>Overfitting</h2><p>The deflated Sharpe ratio discounts each backtest for the number of trials (every backtested model is one) and for non-normal returns; PBO is the probability that the trial chosen in sample ranks in the bottom half out of sample (combinatorially symmetric cross-validation).</p><table><tr><th>model</th><th>per-bar Sharpe</th><th>skew</th><th>kurtosis</th><th>probabilistic Sharpe</th><th>expected max Sharpe of the trials</th><th>deflated Sharpe</th></tr>");
+    h.push_str("<h2>Overfitting</h2><p>The deflated Sharpe ratio discounts each backtest for the number of trials (every backtested model, and every parameter set a search backtested, is one) and for non-normal returns; PBO is the probability that the trial chosen in sample ranks in the bottom half out of sample (combinatorially symmetric cross-validation).</p><table><tr><th>model</th><th>per-bar Sharpe</th><th>skew</th><th>kurtosis</th><th>probabilistic Sharpe</th><th>expected max Sharpe of the trials</th><th>deflated Sharpe</th></tr>");
     for m in &e.models {
         if let Some(s) = &m.sharpe_statistics {
             let _ = write!(

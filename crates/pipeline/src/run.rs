@@ -1,6 +1,7 @@
 //! The stages of a run, in order. [`prepare`] reads and checks everything a run needs without
 //! training (it is all `--check` does); [`evaluate`] validates, trains, backtests and scores.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,7 +19,8 @@ use quantpipe_eval::split::{LabelTimes, Split};
 use quantpipe_eval::stats::{mean, std_dev};
 use quantpipe_features::{compute, FeatureSet};
 use quantpipe_labels::Labels;
-use quantpipe_models::{fit, Dataset, Importance, Model, Task};
+use quantpipe_models::search::{Candidate, SearchMethod, SearchSpec};
+use quantpipe_models::{fit, Dataset, Importance, Model, ModelSpec, Task};
 use serde::Serialize;
 
 use crate::config::{LoadedConfig, ModelConfig};
@@ -156,6 +158,8 @@ pub struct ModelOutcome {
     pub shap_rows: usize,
     pub backtest: Option<BacktestOutcome>,
     pub sharpe_statistics: Option<SharpeStatistics>,
+    /// The parameter search that chose `params`, when the model table has one.
+    pub search: Option<SearchOutcome>,
     /// Rows the final (registered) model was trained on.
     pub final_train_rows: usize,
     pub train_seconds: f64,
@@ -170,6 +174,8 @@ pub struct ModelOutcome {
     pub oos_labels: Vec<f64>,
     #[serde(skip)]
     pub outputs: usize,
+    #[serde(skip)]
+    pub task_kind: Task,
 }
 
 impl ModelOutcome {
@@ -194,7 +200,7 @@ impl ModelOutcome {
 /// Statistics that discount the backtests for how many were tried.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overfitting {
-    /// Backtested strategies (each model is one trial).
+    /// Backtested strategies: each model, and each parameter set its search tried, is one trial.
     pub trials: usize,
     pub pbo: Option<Pbo>,
     /// Why PBO is absent, when it is.
@@ -524,7 +530,7 @@ pub fn evaluate(
 ) -> Result<Evaluated, PipelineError> {
     let config = &loaded.config;
     let mut stages = Vec::new();
-    let steps = (config.models.len() * (prepared.splits.len() + 1)) as u64;
+    let steps = config.models.iter().map(|m| planned_fits(m, prepared.splits.len())).sum();
     let clock = StageClock::start("train", steps, observer);
     // One model at a time, each with every core: two LightGBM boosters training side by side in one
     // process crashed once in CI without a message (LightGBM sets OpenMP's thread count
@@ -535,10 +541,19 @@ pub fn evaluate(
         models.push(train_one(loaded, prepared, options, i, m, observer, &mut warnings)?);
     }
     let tested = models.first().map_or(0, |m| m.oos_rows);
+    let searched: usize = models.iter().filter_map(|m| m.search.as_ref()).map(|s| s.trials.len()).sum();
+    let search_note = match searched {
+        0 => String::new(),
+        n => format!(" ({n} parameter sets tried by searches)"),
+    };
     stages.push(clock.finish(
         prepared.rows.len(),
         tested,
-        format!("{} models × {} folds, then each refitted for registration", models.len(), prepared.splits.len()),
+        format!(
+            "{} models × {} folds{search_note}, then each refitted for registration",
+            models.len(),
+            prepared.splits.len()
+        ),
         warnings,
     ));
 
@@ -546,7 +561,8 @@ pub fn evaluate(
     let mut warnings = Vec::new();
     let ppy = periods_per_year(prepared.timeframe, prepared.calendar);
     for model in &mut models {
-        match backtest(config, prepared, model, ppy) {
+        match backtest(config, prepared, model.task_kind, &model.target, &model.oos_index, &model.oos_predictions, ppy)
+        {
             Ok(Some(bt)) => model.backtest = Some(bt),
             Ok(None) => warnings.push(format!(
                 "{}: no trading rule for a {} model of {} (backtests need a binary classifier or a ret_* regressor)",
@@ -621,6 +637,194 @@ pub fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::
     })
 }
 
+/// One parameter set's cross-validation: each test fold predicted by a model fitted on that fold's
+/// training rows, the folds put together.
+struct CrossValidated {
+    folds: Vec<FoldOutcome>,
+    headline_metric: &'static str,
+    oos_index: Vec<usize>,
+    oos_predictions: Vec<f64>,
+    oos_labels: Vec<f64>,
+    oos_scores: serde_json::Value,
+}
+
+/// One model's dataset view (encoded labels, class values), shared by every parameter set tried on it.
+struct Trainer<'a> {
+    prepared: &'a Prepared,
+    config: &'a ModelConfig,
+    index: usize,
+    task: Task,
+    target: String,
+    classes: Option<Vec<f64>>,
+    /// Encoded labels per dataset row (class index for classifiers).
+    y: Vec<f64>,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(prepared: &'a Prepared, config: &'a ModelConfig, index: usize) -> Result<Trainer<'a>, PipelineError> {
+        let fail = |e: String| PipelineError::stage("train", format!("models[{index}] ({}): {e}", config.name));
+        let task = config.spec.task().map_err(|e| fail(e.to_string()))?;
+        let labels = &prepared.labels;
+        let target = config.target.clone().unwrap_or_else(|| labels.target.clone());
+        let y_all = labels.column(&target).expect("checked in the dataset stage");
+        let raw: Vec<f64> = prepared.rows.iter().map(|&k| y_all[k]).collect();
+        let classes: Option<Vec<f64>> = task.is_classification().then(|| {
+            let mut v = raw.clone();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            v
+        });
+        if let Some(values) = &classes {
+            if values.len() != task.outputs().max(2) {
+                return Err(fail(format!(
+                    "target {target} has {} distinct values ({values:?}) but the model expects {} classes",
+                    values.len(),
+                    task.outputs().max(2)
+                )));
+            }
+        }
+        let y: Vec<f64> = match &classes {
+            Some(values) => {
+                raw.iter().map(|v| values.iter().position(|c| c == v).expect("a seen value") as f64).collect()
+            }
+            None => raw,
+        };
+        Ok(Trainer { prepared, config, index, task, target, classes, y })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> PipelineError {
+        PipelineError::stage("train", format!("models[{}] ({}): {e}", self.index, self.config.name))
+    }
+
+    fn gather(&self, rows: &[usize]) -> Vec<f64> {
+        let d = self.prepared.width();
+        rows.iter().flat_map(|&i| self.prepared.x[i * d..(i + 1) * d].iter().copied()).collect()
+    }
+
+    fn fit_rows(&self, spec: &ModelSpec, rows: &[usize]) -> Result<Box<dyn Model>, PipelineError> {
+        let p = self.prepared;
+        let features = self.gather(rows);
+        let labels: Vec<f64> = rows.iter().map(|&i| self.y[i]).collect();
+        let start: Vec<i64> = rows.iter().map(|&i| p.start[i]).collect();
+        let end: Vec<i64> = rows.iter().map(|&i| p.end[i]).collect();
+        let data = Dataset {
+            features: &features,
+            feature_names: &p.feature_names,
+            labels: &labels,
+            weights: None,
+            label_windows: Some((&start, &end)),
+        };
+        fit(spec, self.config.preprocess.as_ref(), &data).map_err(|e| self.fail(e))
+    }
+
+    /// Fits `spec` on each split's training rows and predicts its test rows; `progress` hears of
+    /// each fold before it starts.
+    fn cross_validate(&self, spec: &ModelSpec, progress: &dyn Fn(usize)) -> Result<CrossValidated, PipelineError> {
+        let p = self.prepared;
+        let outputs = self.task.outputs();
+        let mut oos: Vec<Option<Vec<f64>>> = vec![None; p.rows.len()];
+        let mut folds = Vec::new();
+        let mut headline_metric = "";
+        for (f, split) in p.splits.iter().enumerate() {
+            progress(f);
+            let train: Vec<usize> = split.train_indices().collect();
+            let test: Vec<usize> = split.test_indices().collect();
+            let model = self.fit_rows(spec, &train)?;
+            let predictions = model.predict(&self.gather(&test)).map_err(|e| self.fail(e))?;
+            let y_test: Vec<f64> = test.iter().map(|&i| self.y[i]).collect();
+            let (scores, metric) =
+                score(self.task, &y_test, &predictions).map_err(|e| self.fail(format!("fold {f}: {e}")))?;
+            headline_metric = metric;
+            for (j, &i) in test.iter().enumerate() {
+                if oos[i].is_some() {
+                    return Err(self
+                        .fail(format!("row {i} is tested by two folds; the run needs each row tested at most once")));
+                }
+                oos[i] = Some(predictions[j * outputs..(j + 1) * outputs].to_vec());
+            }
+            folds.push(FoldOutcome {
+                fold: f,
+                train_rows: train.len(),
+                test_rows: test.len(),
+                purged: split.purged,
+                embargoed: split.embargoed,
+                test_first: format_iso(p.start[test[0]]),
+                test_last: format_iso(p.start[*test.last().expect("non-empty")]),
+                score: scores.get(metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+            });
+        }
+        let oos_index: Vec<usize> = (0..oos.len()).filter(|&i| oos[i].is_some()).collect();
+        let oos_predictions: Vec<f64> = oos_index.iter().flat_map(|&i| oos[i].clone().expect("present")).collect();
+        let oos_labels: Vec<f64> = oos_index.iter().map(|&i| self.y[i]).collect();
+        let (oos_scores, _) =
+            score(self.task, &oos_labels, &oos_predictions).map_err(|e| self.fail(format!("out of sample: {e}")))?;
+        Ok(CrossValidated { folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores })
+    }
+}
+
+/// The headline score of a task (what a search maximises unless told otherwise).
+fn headline_metric(task: Task) -> &'static str {
+    match task {
+        Task::Binary => "roc_auc",
+        Task::Multiclass { .. } => "accuracy",
+        Task::Regression | Task::Quantile { .. } => "ic",
+    }
+}
+
+/// Whether a larger `metric` is better for a model of `task`; the error lists the metrics there are.
+pub fn selection_direction(task: Task, metric: &str) -> Result<bool, String> {
+    let (higher, lower): (&[&str], &[&str]) = match task {
+        Task::Binary => (&["roc_auc", "accuracy", "precision", "recall", "f1", "sharpe"], &["log_loss", "brier"]),
+        Task::Multiclass { .. } => (&["accuracy"], &[]),
+        Task::Regression | Task::Quantile { .. } => (&["ic", "rank_ic", "r2", "sharpe"], &["rmse", "mae"]),
+    };
+    if higher.contains(&metric) {
+        Ok(true)
+    } else if lower.contains(&metric) {
+        Ok(false)
+    } else {
+        let known: Vec<&str> = higher.iter().chain(lower).copied().collect();
+        Err(format!("{metric:?} is not a score of a {} model; expected one of {}", task_name(task), known.join(", ")))
+    }
+}
+
+/// One parameter set a search tried, and how its cross-validation scored.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialOutcome {
+    /// 1-based, in the order the search proposed it.
+    pub trial: usize,
+    /// The searched parameters' values (the rest are the model table's).
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// The selection metric over every out-of-sample row.
+    pub score: f64,
+    /// The headline metric per fold.
+    pub fold_scores: Vec<f64>,
+    /// Annualised Sharpe of this trial's out-of-sample backtest, when the model has a trading rule.
+    pub sharpe: Option<f64>,
+    pub seconds: f64,
+    /// Per-bar backtest returns, for the deflated Sharpe ratio and PBO.
+    #[serde(skip)]
+    pub returns: Option<Vec<f64>>,
+}
+
+/// A model's parameter search: every trial, and which one was kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchOutcome {
+    pub method: SearchMethod,
+    pub metric: String,
+    pub higher_is_better: bool,
+    /// The kept trial's number.
+    pub chosen: usize,
+    pub trials: Vec<TrialOutcome>,
+}
+
+/// How many fits training `m` takes: every trial on every split, then the final fit (also the
+/// number of `Observer::step` calls it makes).
+pub fn planned_fits(m: &ModelConfig, splits: usize) -> u64 {
+    let trials = m.search.as_ref().and_then(|s| s.candidates(&m.spec).ok()).map_or(1, |c| c.len().max(1));
+    (trials * splits + 1) as u64
+}
+
 fn train_one(
     loaded: &LoadedConfig,
     prepared: &Prepared,
@@ -630,96 +834,31 @@ fn train_one(
     observer: &dyn Observer,
     warnings: &mut Vec<String>,
 ) -> Result<ModelOutcome, PipelineError> {
-    let fail = |e: String| PipelineError::stage("train", format!("models[{index}] ({}): {e}", m.name));
-    let task = m.spec.task().map_err(|e| fail(e.to_string()))?;
-    let labels = &prepared.labels;
-    let target = m.target.clone().unwrap_or_else(|| labels.target.clone());
-    let y_all = labels.column(&target).expect("checked in the dataset stage");
-    let raw: Vec<f64> = prepared.rows.iter().map(|&k| y_all[k]).collect();
-    let classes: Option<Vec<f64>> = task.is_classification().then(|| {
-        let mut v = raw.clone();
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-        v
-    });
-    if let Some(values) = &classes {
-        if values.len() != task.outputs().max(2) {
-            return Err(fail(format!(
-                "target {target} has {} distinct values ({values:?}) but the model expects {} classes",
-                values.len(),
-                task.outputs().max(2)
-            )));
-        }
-    }
-    let y: Vec<f64> = match &classes {
-        Some(values) => raw.iter().map(|v| values.iter().position(|c| c == v).expect("a seen value") as f64).collect(),
-        None => raw,
-    };
+    let trainer = Trainer::new(prepared, m, index)?;
+    let task = trainer.task;
     let d = prepared.width();
     let outputs = task.outputs();
-    let gather = |rows: &[usize]| -> Vec<f64> {
-        rows.iter().flat_map(|&i| prepared.x[i * d..(i + 1) * d].iter().copied()).collect()
-    };
-    let fit_rows = |rows: &[usize]| -> Result<Box<dyn Model>, PipelineError> {
-        let features = gather(rows);
-        let labels_: Vec<f64> = rows.iter().map(|&i| y[i]).collect();
-        let start: Vec<i64> = rows.iter().map(|&i| prepared.start[i]).collect();
-        let end: Vec<i64> = rows.iter().map(|&i| prepared.end[i]).collect();
-        let data = Dataset {
-            features: &features,
-            feature_names: &prepared.feature_names,
-            labels: &labels_,
-            weights: None,
-            label_windows: Some((&start, &end)),
-        };
-        fit(&m.spec, m.preprocess.as_ref(), &data).map_err(|e| fail(e.to_string()))
-    };
-
+    let splits = prepared.splits.len();
     let started = Instant::now();
-    let mut oos: Vec<Option<Vec<f64>>> = vec![None; prepared.rows.len()];
-    let mut folds = Vec::new();
-    let mut headline_metric = "";
-    for (f, split) in prepared.splits.iter().enumerate() {
-        observer.step("train", &format!("{} fold {}/{}", m.name, f + 1, prepared.splits.len()));
-        let train: Vec<usize> = split.train_indices().collect();
-        let test: Vec<usize> = split.test_indices().collect();
-        let model = fit_rows(&train)?;
-        let predictions = model.predict(&gather(&test)).map_err(|e| fail(e.to_string()))?;
-        let y_test: Vec<f64> = test.iter().map(|&i| y[i]).collect();
-        let (scores, metric) = score(task, &y_test, &predictions).map_err(|e| fail(format!("fold {f}: {e}")))?;
-        headline_metric = metric;
-        for (j, &i) in test.iter().enumerate() {
-            if oos[i].is_some() {
-                return Err(fail(format!(
-                    "row {i} is tested by two folds; the run needs each row tested at most once"
-                )));
-            }
-            oos[i] = Some(predictions[j * outputs..(j + 1) * outputs].to_vec());
+    let (spec, cv, search) = match &m.search {
+        None => {
+            let progress = |f: usize| observer.step("train", &format!("{} fold {}/{splits}", m.name, f + 1));
+            (m.spec.clone(), trainer.cross_validate(&m.spec, &progress)?, None)
         }
-        folds.push(FoldOutcome {
-            fold: f,
-            train_rows: train.len(),
-            test_rows: test.len(),
-            purged: split.purged,
-            embargoed: split.embargoed,
-            test_first: format_iso(prepared.start[test[0]]),
-            test_last: format_iso(prepared.start[*test.last().expect("non-empty")]),
-            score: scores.get(metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
-        });
-    }
-    let oos_index: Vec<usize> = (0..oos.len()).filter(|&i| oos[i].is_some()).collect();
-    let oos_predictions: Vec<f64> = oos_index.iter().flat_map(|&i| oos[i].clone().expect("present")).collect();
-    let oos_labels: Vec<f64> = oos_index.iter().map(|&i| y[i]).collect();
-    let (oos_scores, _) =
-        score(task, &oos_labels, &oos_predictions).map_err(|e| fail(format!("out of sample: {e}")))?;
+        Some(search) => {
+            let (chosen, cv, outcome) = run_search(loaded, prepared, &trainer, search, observer)?;
+            (chosen, cv, Some(outcome))
+        }
+    };
+    let CrossValidated { folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores } = cv;
     let calibration = (task == Task::Binary)
         .then(|| calibration_table(&oos_labels, &oos_predictions, 10))
         .transpose()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| trainer.fail(e))?;
     let confusion = match task {
         Task::Binary => {
             let predicted: Vec<f64> = oos_predictions.iter().map(|&p| f64::from(u8::from(p > 0.5))).collect();
-            Some(confusion_matrix(&oos_labels, &predicted, 2).map_err(|e| fail(e.to_string()))?)
+            Some(confusion_matrix(&oos_labels, &predicted, 2).map_err(|e| trainer.fail(e))?)
         }
         Task::Multiclass { .. } => serde_json::from_value(oos_scores["confusion"].clone()).ok(),
         _ => None,
@@ -732,17 +871,17 @@ fn train_one(
     let final_rows: Vec<usize> = match validation.scheme {
         crate::config::SchemeKind::WalkForward if validation.train_window != "expanding" => {
             let window = quantpipe_labels::Horizon::parse(&validation.train_window)
-                .map_err(|e| fail(format!("validation.train_window: {e}")))?
+                .map_err(|e| trainer.fail(format!("validation.train_window: {e}")))?
                 .max_millis(prepared.timeframe);
             let last = *prepared.start.last().expect("rows");
             (0..prepared.rows.len()).filter(|&i| prepared.start[i] > last - window).collect()
         }
         _ => (0..prepared.rows.len()).collect(),
     };
-    let model = fit_rows(&final_rows)?;
+    let model = trainer.fit_rows(&spec, &final_rows)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let artifact = options.out_dir.join("models").join(&m.name);
-    model.save(&artifact).map_err(|e| fail(e.to_string()))?;
+    model.save(&artifact).map_err(|e| trainer.fail(e))?;
 
     let mut importance = model.feature_importance().unwrap_or_default();
     importance.sort_by(|a, b| b.gain.total_cmp(&a.gain));
@@ -754,6 +893,8 @@ fn train_one(
             (Vec::new(), 0)
         }
     };
+    let labels = &prepared.labels;
+    let Trainer { target, classes, .. } = trainer;
     let train_json = serde_json::json!({
         "data": prepared.data.source,
         "feature_set": prepared.feature_set.name,
@@ -770,6 +911,9 @@ fn train_one(
         "validation": scheme_name(loaded.config.validation.scheme),
         "folds": folds.len(),
         "preprocess": m.preprocess,
+        "search": search.as_ref().map(|s| serde_json::json!({
+            "method": s.method, "metric": s.metric, "trials": s.trials.len(), "chosen": s.chosen,
+        })),
         "pipeline": loaded.config.name,
         "pipeline_hash": loaded.hash,
         "code_version": options.code_version,
@@ -784,7 +928,7 @@ fn train_one(
         task: task_name(task),
         target,
         classes,
-        params: serde_json::to_value(&m.spec).expect("serialises"),
+        params: serde_json::to_value(&spec).expect("serialises"),
         folds,
         headline_metric: headline_metric.to_string(),
         oos_scores,
@@ -796,6 +940,7 @@ fn train_one(
         shap_rows,
         backtest: None,
         sharpe_statistics: None,
+        search,
         final_train_rows: final_rows.len(),
         train_seconds,
         artifact,
@@ -803,7 +948,98 @@ fn train_one(
         oos_predictions,
         oos_labels,
         outputs,
+        task_kind: task,
     })
+}
+
+/// Cross-validates every candidate of `search` and keeps the best by its metric (ties go to the
+/// earlier trial). LightGBM trials run one after another, each with every core (two boosters side
+/// by side in one process share OpenMP's process-wide settings); other families, which train on one
+/// thread, run a trial per core.
+fn run_search(
+    loaded: &LoadedConfig,
+    prepared: &Prepared,
+    trainer: &Trainer,
+    search: &SearchSpec,
+    observer: &dyn Observer,
+) -> Result<(ModelSpec, CrossValidated, SearchOutcome), PipelineError> {
+    let m = trainer.config;
+    let candidates = search.candidates(&m.spec).map_err(|e| trainer.fail(e))?;
+    let metric = search.metric.clone().unwrap_or_else(|| headline_metric(trainer.task).to_string());
+    let higher_is_better = selection_direction(trainer.task, &metric).map_err(|e| trainer.fail(e))?;
+    let ppy = periods_per_year(prepared.timeframe, prepared.calendar);
+    let splits = prepared.splits.len();
+    let total = candidates.len();
+
+    let run_trial = |k: usize, candidate: &Candidate| -> Result<(TrialOutcome, CrossValidated), PipelineError> {
+        let started = Instant::now();
+        let progress =
+            |f: usize| observer.step("train", &format!("{} trial {}/{total} fold {}/{splits}", m.name, k + 1, f + 1));
+        let cv = trainer.cross_validate(&candidate.spec, &progress)?;
+        let bt =
+            backtest(&loaded.config, prepared, trainer.task, &trainer.target, &cv.oos_index, &cv.oos_predictions, ppy)
+                .map_err(|e| trainer.fail(format!("trial {}: backtest: {e}", k + 1)))?;
+        let sharpe = bt.as_ref().map(|b| b.strategy.sharpe);
+        let score = if metric == "sharpe" {
+            sharpe.ok_or_else(|| {
+                trainer.fail(format!(
+                    "search.metric = \"sharpe\" needs a backtest, and a {} model of {} has no trading rule",
+                    task_name(trainer.task),
+                    trainer.target
+                ))
+            })?
+        } else {
+            cv.oos_scores.get(&metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN)
+        };
+        let trial = TrialOutcome {
+            trial: k + 1,
+            params: candidate.params.clone(),
+            score,
+            fold_scores: cv.folds.iter().map(|f| f.score).collect(),
+            sharpe,
+            seconds: started.elapsed().as_secs_f64(),
+            returns: bt.map(|b| b.returns),
+        };
+        Ok((trial, cv))
+    };
+
+    let workers = match m.spec {
+        ModelSpec::Lightgbm(_) => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()).min(total).max(1),
+    };
+    let mut results: Vec<(usize, Result<(TrialOutcome, CrossValidated), PipelineError>)> = if workers == 1 {
+        candidates.iter().enumerate().map(|(k, c)| (k, run_trial(k, c))).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (candidates, run_trial) = (&candidates, &run_trial);
+                    scope.spawn(move || {
+                        (w..candidates.len())
+                            .step_by(workers)
+                            .map(|k| (k, run_trial(k, &candidates[k])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("a trial thread panicked")).collect()
+        })
+    };
+    results.sort_by_key(|(k, _)| *k);
+
+    let better = |a: f64, b: f64| !a.is_nan() && (b.is_nan() || if higher_is_better { a > b } else { a < b });
+    let mut trials: Vec<TrialOutcome> = Vec::with_capacity(total);
+    let mut best: Option<(usize, CrossValidated)> = None;
+    for (k, result) in results {
+        let (trial, cv) = result?;
+        if best.as_ref().is_none_or(|(b, _)| better(trial.score, trials[*b].score)) {
+            best = Some((k, cv));
+        }
+        trials.push(trial);
+    }
+    let (chosen, cv) = best.expect("a search has at least one candidate");
+    let spec = candidates.into_iter().nth(chosen).expect("chosen is a candidate").spec;
+    Ok((spec, cv, SearchOutcome { method: search.method, metric, higher_is_better, chosen: chosen + 1, trials }))
 }
 
 /// Mean |contribution| per feature over the last `limit` out-of-sample rows (single-output models).
@@ -840,25 +1076,27 @@ fn shap_summary(
 fn backtest(
     config: &crate::config::PipelineConfig,
     prepared: &Prepared,
-    model: &ModelOutcome,
+    task: Task,
+    target: &str,
+    oos_index: &[usize],
+    predictions: &[f64],
     ppy: f64,
 ) -> Result<Option<BacktestOutcome>, String> {
     let rule = config.backtest.rule();
-    let is_binary = model.task == "binary";
-    let is_return = model.classes.is_none() && model.target.starts_with("ret_");
+    let is_binary = task == Task::Binary;
+    let is_return = !task.is_classification() && target.starts_with("ret_");
     // A label that proposes a trade side (sigma reversion, a primary model's meta-label): the model
     // is a gate that lets the proposed trade through or not.
-    let sides =
-        prepared.labels.column("side").filter(|_| is_binary && matches!(model.target.as_str(), "reverts" | "meta"));
-    if !(is_binary || is_return) || model.oos_index.is_empty() {
+    let sides = prepared.labels.column("side").filter(|_| is_binary && matches!(target, "reverts" | "meta"));
+    if !(is_binary || is_return) || oos_index.is_empty() {
         return Ok(None);
     }
-    let first_bar = prepared.bar(model.oos_index[0]);
-    let last_bar = prepared.bar(*model.oos_index.last().expect("non-empty"));
+    let first_bar = prepared.bar(oos_index[0]);
+    let last_bar = prepared.bar(*oos_index.last().expect("non-empty"));
     let mut positions = vec![0.0; last_bar - first_bar + 1];
     let (mut offered, mut approved) = (0usize, 0usize);
-    for (j, &i) in model.oos_index.iter().enumerate() {
-        let p = model.oos_predictions[j];
+    for (j, &i) in oos_index.iter().enumerate() {
+        let p = predictions[j];
         positions[prepared.bar(i) - first_bar] = match sides {
             Some(sides) => {
                 let side = sides[prepared.rows[i]];
@@ -886,7 +1124,7 @@ fn backtest(
     let run = simulate(close, &positions, costs).map_err(|e| e.to_string())?;
     let hold = simulate(close, &vec![1.0; close.len()], costs).map_err(|e| e.to_string())?;
     let rule_text = if sides.is_some() {
-        format!("take the label's proposed side when P({}) > {}, else flat", model.target, rule.long_above)
+        format!("take the label's proposed side when P({target}) > {}, else flat", rule.long_above)
     } else if is_binary {
         match rule.short_below {
             Some(s) => format!("long when P(up) > {}, short when P(up) < {s}", rule.long_above),
@@ -914,8 +1152,8 @@ fn backtest(
     }))
 }
 
-/// The deflated Sharpe ratio of every backtest, counting every backtested model as a trial, and the
-/// probability of backtest overfitting across them.
+/// The deflated Sharpe ratio of every backtest and the probability of backtest overfitting, counting
+/// as trials every backtested model and every parameter set a search backtested on the way.
 fn overfitting(models: &mut [ModelOutcome]) -> Result<Overfitting, PipelineError> {
     let per_bar_sharpe = |r: &[f64]| {
         let sd = std_dev(r);
@@ -925,8 +1163,15 @@ fn overfitting(models: &mut [ModelOutcome]) -> Result<Overfitting, PipelineError
             0.0
         }
     };
-    let trial_sharpes: Vec<f64> =
-        models.iter().filter_map(|m| m.backtest.as_ref()).map(|b| per_bar_sharpe(&b.returns)).collect();
+    // A searched model's own backtest is its chosen trial's: counted once, among the trials.
+    let trial_returns: Vec<Vec<f64>> = models
+        .iter()
+        .flat_map(|m| match &m.search {
+            Some(search) => search.trials.iter().filter_map(|t| t.returns.clone()).collect::<Vec<_>>(),
+            None => m.backtest.iter().map(|b| b.returns.clone()).collect(),
+        })
+        .collect();
+    let trial_sharpes: Vec<f64> = trial_returns.iter().map(|r| per_bar_sharpe(r)).collect();
     for m in models.iter_mut() {
         if let Some(b) = &m.backtest {
             if std_dev(&b.returns) > 0.0 {
@@ -937,13 +1182,12 @@ fn overfitting(models: &mut [ModelOutcome]) -> Result<Overfitting, PipelineError
             }
         }
     }
-    let returns: Vec<Vec<f64>> = models.iter().filter_map(|m| m.backtest.as_ref()).map(|b| b.returns.clone()).collect();
-    let (pbo, pbo_note) = if returns.len() < 2 {
+    let (pbo, pbo_note) = if trial_returns.len() < 2 {
         (None, Some("PBO needs at least two backtested trials; this run has fewer".to_string()))
     } else {
-        let bars = returns[0].len();
+        let bars = trial_returns[0].len();
         let blocks = (2..=10).rev().step_by(2).find(|&b| bars >= 2 * b).unwrap_or(2);
-        match probability_of_backtest_overfitting(&returns, blocks) {
+        match probability_of_backtest_overfitting(&trial_returns, blocks) {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some(format!("no PBO: {e}"))),
         }
