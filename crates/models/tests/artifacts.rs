@@ -15,6 +15,7 @@ use common::{data, python, read_f64, write_f64};
 use quantpipe_core::preprocess::{Impute, PreprocessSpec, Preprocessor};
 use quantpipe_models::lightgbm::{LightGbmModel, LightGbmParams};
 use quantpipe_models::linear::{LinearParams, LogisticParams};
+use quantpipe_models::svm::SvmParams;
 use quantpipe_models::{fit, load, Dataset, ModelSpec, Task};
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,7 @@ fn golden_specs() -> Vec<(&'static str, ModelSpec, Option<PreprocessSpec>)> {
             ModelSpec::Linear(LinearParams { alpha: 2e-5, l1_ratio: 0.5, ..Default::default() }),
             Some(PreprocessSpec { impute: Impute::Median, winsorize: 0.01, standardize: true }),
         ),
+        ("svm_rbf_binary_v1", ModelSpec::Svm(SvmParams { calibration_folds: 3, ..Default::default() }), None),
     ]
 }
 
@@ -185,7 +187,10 @@ fn write_golden_artifacts() {
         if dir.exists() {
             continue;
         }
-        let model = fit(&spec, pre.as_ref(), &dataset(&x[..TRAIN * d], &labels[..TRAIN])).unwrap();
+        // An SVM keeps its support vectors: the last 500 training rows keep the artifact small.
+        let first = if matches!(spec, ModelSpec::Svm(_)) { TRAIN - 500 } else { 0 };
+        let model =
+            fit(&spec, pre.as_ref(), &dataset(&x[first * d..TRAIN * d], &labels[first..TRAIN])).unwrap();
         model.save(&dir).unwrap();
         let rows: Vec<usize> = (TRAIN..TRAIN + TEST).step_by(200).collect();
         let expected = Expected {
@@ -212,8 +217,8 @@ fn golden_artifacts_of_earlier_versions_load_and_predict_the_same() {
         let expected: Expected =
             serde_json::from_slice(&std::fs::read(golden().join(format!("{name}.expected.json"))).unwrap()).unwrap();
         assert!(expected.rows.iter().flatten().any(Option::is_none), "{name}: the rows include missing values");
-        // Linear families always carry preprocessing (their default imputes and standardises).
-        let linear = name.starts_with("logistic") || name.starts_with("linear");
+        // Linear families and SVMs always carry preprocessing (their default imputes and standardises).
+        let linear = name.starts_with("logistic") || name.starts_with("linear") || name.starts_with("svm");
         assert_eq!(pre.is_some() || linear, meta_has_preprocess(&dir), "{name}");
         for (row, want) in expected.rows.iter().zip(&expected.predictions) {
             let row: Vec<f64> = row.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
