@@ -13,5 +13,6 @@ export CMAKE="$PWD/.venv/bin/cmake"
 cargo build --release --quiet -p quantpipe-models --example "$1"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-q=$("${CARGO_TARGET_DIR:-target}/release/examples/$1" "$file" "$work")
+# shellcheck disable=SC2086 # BENCH_ARGS: extra arguments for the example, split on spaces
+q=$("${CARGO_TARGET_DIR:-target}/release/examples/$1" "$file" "$work" ${BENCH_ARGS:-})
 p=$(.venv/bin/python "bench/$2" "$work")

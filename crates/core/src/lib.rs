@@ -3,6 +3,7 @@
 
 pub mod bars;
 pub mod calendar;
+pub mod parallel;
 pub mod preprocess;
 pub mod scope;
 pub mod time;

@@ -1,5 +1,5 @@
 //! Timing harness for `bench/linear.sh`: logistic regression, least squares and elastic net through
-//! quantpipe (linfa) on the first 100,000 × 50 FILUSDT rows, preprocessed (median, standardised).
+//! quantpipe (logistic: its own Newton solver; the others: linfa) on the first 100,000 × 50 FILUSDT rows, preprocessed (median, standardised).
 //! Writes the preprocessed matrix, targets and our predictions for the Python side; prints JSON.
 //!
 //! usage: bench_linear FILUSDT_CSV_GZ OUT_DIR
@@ -49,8 +49,12 @@ fn main() {
     write_f64(&out.join("p_logistic.f64"), &logistic_model.predict(&x).unwrap());
     write_f64(&out.join("p_ols.f64"), &ols_model.predict(&x).unwrap());
     write_f64(&out.join("p_elastic.f64"), &elastic_model.predict(&x).unwrap());
+    let solver = logistic_model.meta().training;
     println!(
         "{{\"rows\": {ROWS}, \"features\": {d}, \"quantpipe_logistic_s\": {logistic_s:.3}, \
-         \"quantpipe_ols_s\": {ols_s:.3}, \"quantpipe_elastic_net_s\": {elastic_s:.3}}}"
+         \"quantpipe_logistic_newton_steps\": {}, \"quantpipe_logistic_gradient_norm\": {:e}, \
+         \"quantpipe_ols_s\": {ols_s:.3}, \"quantpipe_elastic_net_s\": {elastic_s:.3}}}",
+        solver["iterations"],
+        solver["gradient_norm"].as_f64().unwrap_or(f64::NAN)
     );
 }

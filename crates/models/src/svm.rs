@@ -17,6 +17,8 @@ use libsvm_rs::probability::{sigmoid_predict, sigmoid_train};
 use libsvm_rs::{KernelType, SvmNode, SvmParameter, SvmProblem, SvmType};
 use serde::{Deserialize, Serialize};
 
+use quantpipe_core::parallel::{map_in_parallel, workers_for};
+
 use crate::{check_rows, read_meta, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -277,33 +279,40 @@ impl SvmModel {
         libsvm_rs::set_quiet(true);
         let started = std::time::Instant::now();
 
-        // Out-of-fold decision values over contiguous blocks, for the probability sigmoid.
-        let platt = if binary {
-            let k = params.calibration_folds.min(n);
-            let mut oof = vec![0.0; n];
-            for f in 0..k {
-                let (lo, hi) = (f * n / k, (f + 1) * n / k);
-                let kept: Vec<usize> = (0..lo).chain(hi..n).collect();
-                let fold = subset(data, &kept);
-                let fold_data = fold.view(data);
-                let both = fold.labels.iter().any(|&y| y == 1.0) && fold.labels.iter().any(|&y| y != 1.0);
-                if !both {
-                    return Err(ModelError::InvalidData(format!(
-                        "calibration fold {} of {k} leaves one class only; use fewer calibration_folds",
-                        f + 1
-                    )));
-                }
-                let (model, negate) = train(&fold_data, 0..kept.len(), &parameter, true);
-                for (i, value) in oof.iter_mut().enumerate().take(hi).skip(lo) {
-                    *value = decision(&model, negate, &data.features[i * d..(i + 1) * d]);
-                }
+        // The final fit and, for classifiers, one fit per calibration block (whose out-of-fold
+        // decision values fit the probability sigmoid) are independent: they share the cores.
+        let folds = if binary { params.calibration_folds.min(n) } else { 0 };
+        let jobs: Vec<Option<usize>> = std::iter::once(None).chain((0..folds).map(Some)).collect();
+        let outcomes = map_in_parallel(&jobs, workers_for(jobs.len()), |_, job| -> Result<FitJob, ModelError> {
+            let Some(f) = *job else {
+                return Ok(FitJob::Final(train(data, 0..n, &parameter, binary)));
+            };
+            let (lo, hi) = (f * n / folds, (f + 1) * n / folds);
+            let kept: Vec<usize> = (0..lo).chain(hi..n).collect();
+            let fold = subset(data, &kept);
+            if !(fold.labels.iter().any(|&y| y == 1.0) && fold.labels.iter().any(|&y| y != 1.0)) {
+                return Err(ModelError::InvalidData(format!(
+                    "calibration fold {} of {folds} leaves one class only; use fewer calibration_folds",
+                    f + 1
+                )));
             }
+            let (model, negate) = train(&fold.view(data), 0..kept.len(), &parameter, true);
+            let values = (lo..hi).map(|i| decision(&model, negate, &data.features[i * d..(i + 1) * d])).collect();
+            Ok(FitJob::Block(lo, values))
+        });
+        let mut fitted = None;
+        let mut oof = vec![0.0; n];
+        for outcome in outcomes {
+            match outcome? {
+                FitJob::Final(model) => fitted = Some(model),
+                FitJob::Block(lo, values) => oof[lo..lo + values.len()].copy_from_slice(&values),
+            }
+        }
+        let (model, negate) = fitted.expect("the final fit is always a job");
+        let platt = binary.then(|| {
             let targets: Vec<f64> = data.labels.iter().map(|&y| if y == 1.0 { 1.0 } else { -1.0 }).collect();
-            Some(sigmoid_train(&oof, &targets))
-        } else {
-            None
-        };
-        let (model, negate) = train(data, 0..n, &parameter, binary);
+            sigmoid_train(&oof, &targets)
+        });
         let support_vectors = model.sv.len();
         Ok(SvmModel {
             task,
@@ -362,6 +371,14 @@ impl SvmModel {
         }
         Some(w)
     }
+}
+
+/// What one of the independent fits of [`SvmModel::fit`] produced.
+enum FitJob {
+    /// The model on every row, and whether its decision values are negated.
+    Final((libsvm_rs::SvmModel, bool)),
+    /// Out-of-fold decision values of the rows from the first index on.
+    Block(usize, Vec<f64>),
 }
 
 /// Rows of `data` picked by index, owned.

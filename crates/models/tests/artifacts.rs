@@ -189,8 +189,7 @@ fn write_golden_artifacts() {
         }
         // An SVM keeps its support vectors: the last 500 training rows keep the artifact small.
         let first = if matches!(spec, ModelSpec::Svm(_)) { TRAIN - 500 } else { 0 };
-        let model =
-            fit(&spec, pre.as_ref(), &dataset(&x[first * d..TRAIN * d], &labels[first..TRAIN])).unwrap();
+        let model = fit(&spec, pre.as_ref(), &dataset(&x[first * d..TRAIN * d], &labels[first..TRAIN])).unwrap();
         model.save(&dir).unwrap();
         let rows: Vec<usize> = (TRAIN..TRAIN + TEST).step_by(200).collect();
         let expected = Expected {

@@ -18,7 +18,7 @@ x = np.fromfile(x_train, dtype="<f8").reshape(-1, d)
 y = np.fromfile(y_train, dtype="<f8")
 t = np.fromfile(x_test, dtype="<f8").reshape(-1, d)
 if kind == "logistic":
-    m = LogisticRegression(C=params["c"], tol=1e-12, max_iter=100_000).fit(x, y.astype(int))
+    m = LogisticRegression(C=params["c"], solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y.astype(int))
     pred, coef, intercept = m.predict_proba(t)[:, 1], m.coef_.ravel(), m.intercept_[0]
 elif kind == "ols":
     m = LinearRegression().fit(x, y)

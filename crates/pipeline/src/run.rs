@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use quantpipe_core::parallel::{map_in_parallel, workers_for};
 use quantpipe_core::time::format_iso;
 use quantpipe_core::{Bars, MarketCalendar, Symbol, Timeframe};
 use quantpipe_data::quality::{validate, Action, Policy};
@@ -1005,32 +1006,14 @@ fn run_search(
 
     let workers = match m.spec {
         ModelSpec::Lightgbm(_) => 1,
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get()).min(total).max(1),
+        _ => workers_for(total),
     };
-    let mut results: Vec<(usize, Result<(TrialOutcome, CrossValidated), PipelineError>)> = if workers == 1 {
-        candidates.iter().enumerate().map(|(k, c)| (k, run_trial(k, c))).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (candidates, run_trial) = (&candidates, &run_trial);
-                    scope.spawn(move || {
-                        (w..candidates.len())
-                            .step_by(workers)
-                            .map(|k| (k, run_trial(k, &candidates[k])))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("a trial thread panicked")).collect()
-        })
-    };
-    results.sort_by_key(|(k, _)| *k);
+    let results = map_in_parallel(&candidates, workers, |k, candidate| run_trial(k, candidate));
 
     let better = |a: f64, b: f64| !a.is_nan() && (b.is_nan() || if higher_is_better { a > b } else { a < b });
     let mut trials: Vec<TrialOutcome> = Vec::with_capacity(total);
     let mut best: Option<(usize, CrossValidated)> = None;
-    for (k, result) in results {
+    for (k, result) in results.into_iter().enumerate() {
         let (trial, cv) = result?;
         if best.as_ref().is_none_or(|(b, _)| better(trial.score, trials[*b].score)) {
             best = Some((k, cv));
