@@ -6,8 +6,10 @@
 //! LightGBM's text format so Python LightGBM loads it).
 //!
 //! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]), logistic and
-//! linear regression ([`linear`]), support vector machines ([`svm`]).
+//! linear regression ([`linear`]), support vector machines ([`svm`]), and ensembles of any of them
+//! ([`ensemble`]).
 
+pub mod ensemble;
 pub mod lightgbm;
 pub mod linear;
 pub mod onnx;
@@ -230,6 +232,8 @@ pub enum ModelSpec {
     Linear(linear::LinearParams),
     /// Support vector machine (LIBSVM's C-SVC / ε-SVR), linear or RBF kernel.
     Svm(svm::SvmParams),
+    /// Average, vote or stacking over member models of any family.
+    Ensemble(ensemble::EnsembleParams),
 }
 
 impl ModelSpec {
@@ -239,6 +243,17 @@ impl ModelSpec {
             ModelSpec::Logistic(p) => p.validate().map(|_| Task::Binary),
             ModelSpec::Linear(p) => p.validate().map(|_| Task::Regression),
             ModelSpec::Svm(p) => p.task(),
+            ModelSpec::Ensemble(p) => p.task(),
+        }
+    }
+
+    /// Whether fitting this spec trains LightGBM (which uses every core and, its OpenMP settings being
+    /// process-wide, never runs beside another LightGBM fit).
+    pub fn uses_lightgbm(&self) -> bool {
+        match self {
+            ModelSpec::Lightgbm(_) => true,
+            ModelSpec::Ensemble(p) => p.uses_lightgbm(),
+            _ => false,
         }
     }
 
@@ -246,7 +261,8 @@ impl ModelSpec {
     /// route missing ones themselves.
     pub fn default_preprocess(&self) -> PreprocessSpec {
         match self {
-            ModelSpec::Lightgbm(_) => PreprocessSpec::identity(),
+            // Ensemble members carry their own preprocessing.
+            ModelSpec::Lightgbm(_) | ModelSpec::Ensemble(_) => PreprocessSpec::identity(),
             // Linear models need every value, on comparable scales.
             ModelSpec::Logistic(_) | ModelSpec::Linear(_) | ModelSpec::Svm(_) => {
                 PreprocessSpec { impute: Impute::Median, winsorize: 0.0, standardize: true }
@@ -281,6 +297,7 @@ pub fn fit(
         ModelSpec::Logistic(params) => Box::new(linear::LinearModel::fit_logistic(&data, params)?),
         ModelSpec::Linear(params) => Box::new(linear::LinearModel::fit_linear(&data, params)?),
         ModelSpec::Svm(params) => Box::new(svm::SvmModel::fit(&data, params)?),
+        ModelSpec::Ensemble(params) => Box::new(ensemble::EnsembleModel::fit(&data, params)?),
     };
     Ok(match fitted {
         Some(pre) => Box::new(Preprocessed { pre, inner: model }),
@@ -375,10 +392,11 @@ pub fn load(dir: &Path) -> Result<Box<dyn Model>, ModelError> {
         "lightgbm" => Box::new(lightgbm::LightGbmModel::load(dir)?),
         "logistic" | "linear" => Box::new(linear::LinearModel::load(dir)?),
         "svm" => Box::new(svm::SvmModel::load(dir)?),
+        "ensemble" => Box::new(ensemble::EnsembleModel::load(dir)?),
         other => {
             return Err(ModelError::Artifact {
                 path: dir.join("model.json"),
-                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear, svm)"),
+                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear, svm, ensemble)"),
             })
         }
     };

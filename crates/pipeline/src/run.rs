@@ -1004,10 +1004,7 @@ fn run_search(
         Ok((trial, cv))
     };
 
-    let workers = match m.spec {
-        ModelSpec::Lightgbm(_) => 1,
-        _ => workers_for(total),
-    };
+    let workers = if m.spec.uses_lightgbm() { 1 } else { workers_for(total) };
     let results = map_in_parallel(&candidates, workers, |k, candidate| run_trial(k, candidate));
 
     let better = |a: f64, b: f64| !a.is_nan() && (b.is_nan() || if higher_is_better { a > b } else { a < b });
