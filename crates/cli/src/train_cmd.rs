@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantpipe_core::preprocess::PreprocessSpec;
 use quantpipe_features::compute;
-use quantpipe_models::{fit, Dataset, ModelSpec};
-use serde::{Deserialize, Serialize};
+use quantpipe_models::{fit, Dataset, ModelFile};
+use serde::Serialize;
 
 use crate::eval_cmd::{BarsArgs, LabelArgs};
 use crate::features_cmd::{load_bars, load_set};
@@ -57,15 +57,6 @@ pub struct TrainArgs {
     staging: bool,
     #[command(flatten)]
     registry: RegistryArgs,
-}
-
-/// The model file: a model spec and its preprocessing. (Unknown keys are refused by the model's
-/// parameters, which see every key but `preprocess`.)
-#[derive(Deserialize)]
-struct ModelFile {
-    #[serde(flatten)]
-    model: ModelSpec,
-    preprocess: Option<PreprocessSpec>,
 }
 
 /// What `train.json` records beside the artifact, and what `--json` prints.
@@ -169,7 +160,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         std::fs::read_to_string(&args.model).with_context(|| format!("reading model file {}", args.model.display()))?;
     let model_file: ModelFile =
         toml::from_str(&model_text).map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
-    let task = model_file.model.task()?;
+    let task = model_file.spec.task()?;
     if !(args.test_fraction > 0.0 && args.test_fraction < 0.9) {
         bail!("--test-fraction {}: expected 0 < f < 0.9", args.test_fraction);
     }
@@ -228,7 +219,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         label_windows: Some((&start, &end)),
     };
     let started = std::time::Instant::now();
-    let model = fit(&model_file.model, model_file.preprocess.as_ref(), &data)?;
+    let model = fit(&model_file.spec, model_file.preprocess.as_ref(), &data)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let predictions = model.predict(&x_test)?;
     let (test_scores, _) = quantpipe_pipeline::run::score(task, &y_test, &predictions).map_err(anyhow::Error::msg)?;

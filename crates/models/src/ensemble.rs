@@ -14,13 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use quantpipe_core::preprocess::PreprocessSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::linear::{LinearParams, LogisticParams};
 use crate::{
     check_rows, fit, load, read_meta, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError,
-    ModelSpec, Task,
+    ModelFile, ModelSpec, Task,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,15 +34,10 @@ pub enum EnsembleMethod {
     Stacking,
 }
 
-/// One member of an ensemble: a family with its parameters and, optionally, its own preprocessing
-/// (default: the family's, e.g. standardisation for linear models and SVMs, none for trees).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Member {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preprocess: Option<PreprocessSpec>,
-    #[serde(flatten)]
-    pub spec: ModelSpec,
-}
+/// One member of an ensemble: a model file's contents (a family with its parameters and, optionally,
+/// its own preprocessing; default: the family's, e.g. standardisation for linear models and SVMs,
+/// none for trees).
+pub type Member = ModelFile;
 
 fn default_folds() -> usize {
     5

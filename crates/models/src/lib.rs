@@ -271,6 +271,16 @@ impl ModelSpec {
     }
 }
 
+/// A model file (`quantpipe train --model`, an ensemble's `[[members]]`): the family with its
+/// parameters and, optionally, a `[preprocess]` table (default: the family's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessSpec>,
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+}
+
 /// Fits preprocessing (when it is not the identity) and then the model on `data`, all of whose rows
 /// are the training window. The returned model applies the same preprocessing to every row it is
 /// given, and saves it in `model.json`.
@@ -432,4 +442,27 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelErr
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    /// Every template in docs/models/ is a valid model file.
+    #[test]
+    fn the_documented_model_templates_parse_and_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/models");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file: ModelFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            file.spec.task().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if let Some(p) = &file.preprocess {
+                p.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "{checked} templates");
+    }
 }
