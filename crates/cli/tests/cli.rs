@@ -372,6 +372,43 @@ fn train_holds_out_purges_saves_and_exports() {
     assert!(err.contains("bad.toml") && err.contains("num_iteration"), "{err}");
 }
 
+/// The stacking template: trained, registered and served from the registry's copy like any model.
+#[test]
+fn an_ensemble_trains_and_registers_as_one_model() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    let model = repo("docs/models/ensemble_stacking.toml");
+    let out_dir = h.join("stacked");
+    let args = [
+        "train",
+        "BTCUSD",
+        "--timeframe",
+        "1h",
+        "--kind",
+        "horizon",
+        "--param",
+        r#"horizons=["4h"]"#,
+        "--model",
+        &model,
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--json",
+        "--register",
+        "btc_stacked",
+    ];
+    let v = json(&quantpipe(h, &args));
+    let auc = v["test_scores"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.45 && auc < 0.7, "{v}");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["family"], "ensemble");
+    assert_eq!(meta["training"]["members"], serde_json::json!(["lightgbm", "logistic"]));
+    assert!(meta["training"]["stacking_purged_rows"].as_u64().unwrap() > 0);
+    let shown = json(&quantpipe(h, &["models", "show", "btc_stacked@latest", "--json"]));
+    assert_eq!(shown["family"], "ensemble");
+    assert_eq!(shown["metrics"]["oos_roc_auc"].as_f64().unwrap(), auc);
+}
+
 /// A new, empty PostgreSQL database on the machine's server (or `QUANTPIPE_DATABASE_URL`'s).
 fn fresh_postgres_database(tag: &str) -> String {
     use sqlx::Connection;
