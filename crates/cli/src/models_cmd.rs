@@ -174,6 +174,16 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Alerts raised in this scope (a version the server could not load, …), newest first.
+    Alerts {
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a version's self-describing directory out of the store.
     Export {
         reference: String,
@@ -390,6 +400,28 @@ async fn models_async(home: &Path, args: ModelsArgs) -> Result<ExitCode> {
                         e.from_stage.clone().unwrap_or_default(),
                         e.to_stage.clone().unwrap_or_default(),
                         e.detail.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Alerts { all, limit, json } => {
+            let alerts = registry.alerts(&scope, !all, limit).await?;
+            if json {
+                print_json(&alerts)?;
+            } else if alerts.is_empty() {
+                println!("no {}alerts", if all { "" } else { "open " });
+            } else {
+                let mut t = table(&["id", "when", "severity", "kind", "message", "resolved"]);
+                for a in &alerts {
+                    t.add_row(vec![
+                        a.id.to_string(),
+                        format_iso(a.created_at),
+                        a.severity.clone(),
+                        a.kind.clone(),
+                        a.message.clone(),
+                        a.resolved_at.map(format_iso).unwrap_or_default(),
                     ]);
                 }
                 println!("{t}");

@@ -191,3 +191,48 @@ fn a_killed_server_loses_at_most_the_last_flush_interval_and_restarts_on_the_pro
     });
     assert!(stored_last, "graceful shutdown flushed the last prediction");
 }
+
+/// `quantpipe models alerts` reads what the server raises (here one raised through the library, as
+/// the server's loader does for a version that cannot load).
+#[test]
+fn models_alerts_lists_the_alerts_of_the_scope() {
+    let home = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let quantpipe = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+            .args(args)
+            .env("QUANTPIPE_HOME", home.path())
+            .env_remove("QUANTPIPE_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let empty = quantpipe(&["models", "alerts"]);
+    assert!(empty.status.success() && String::from_utf8_lossy(&empty.stdout).contains("no open alerts"));
+    runtime.block_on(async {
+        let registry = Registry::open(
+            &format!("sqlite://{}", home.path().join("registry.db").display()),
+            ArtifactStore::Local { root: home.path().join("artifacts") },
+        )
+        .await
+        .unwrap();
+        registry
+            .raise_alert(
+                &Scope::Platform,
+                "model_load_failed",
+                quantpipe_registry::Severity::Critical,
+                "direction@1.0.1: model.txt: unexpected end of file",
+                None,
+            )
+            .await
+            .unwrap();
+        registry.close().await;
+    });
+    let listed = quantpipe(&["models", "alerts", "--json"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["kind"], "model_load_failed");
+    assert_eq!(v[0]["severity"], "critical");
+    let table = String::from_utf8_lossy(&quantpipe(&["models", "alerts"]).stdout).to_string();
+    assert!(table.contains("direction@1.0.1: model.txt: unexpected end of file"), "{table}");
+}

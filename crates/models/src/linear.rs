@@ -277,7 +277,8 @@ fn cholesky_solve(a: &mut [f64], b: &[f64], k: usize) -> Option<Vec<f64>> {
         for p in 0..j {
             diagonal -= a[j * k + p] * a[j * k + p];
         }
-        if !(diagonal > 0.0) {
+        // NaN fails this too.
+        if diagonal.is_nan() || diagonal <= 0.0 {
             return None;
         }
         let l_jj = diagonal.sqrt();

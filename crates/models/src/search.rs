@@ -89,7 +89,7 @@ impl TryFrom<Value> for Domain {
                     Some(Value::Bool(b)) => *b,
                     Some(other) => return Err(format!("range `log` is {other}: expected true or false")),
                 };
-                if !(min < max) {
+                if min >= max {
                     return Err(format!("range min {min} must be below max {max}"));
                 }
                 if log && min <= 0.0 {

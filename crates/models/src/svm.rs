@@ -285,12 +285,12 @@ impl SvmModel {
         let jobs: Vec<Option<usize>> = std::iter::once(None).chain((0..folds).map(Some)).collect();
         let outcomes = map_in_parallel(&jobs, workers_for(jobs.len()), |_, job| -> Result<FitJob, ModelError> {
             let Some(f) = *job else {
-                return Ok(FitJob::Final(train(data, 0..n, &parameter, binary)));
+                return Ok(FitJob::Final(Box::new(train(data, 0..n, &parameter, binary))));
             };
             let (lo, hi) = (f * n / folds, (f + 1) * n / folds);
             let kept: Vec<usize> = (0..lo).chain(hi..n).collect();
             let fold = subset(data, &kept);
-            if !(fold.labels.iter().any(|&y| y == 1.0) && fold.labels.iter().any(|&y| y != 1.0)) {
+            if !(fold.labels.contains(&1.0) && fold.labels.iter().any(|&y| y != 1.0)) {
                 return Err(ModelError::InvalidData(format!(
                     "calibration fold {} of {folds} leaves one class only; use fewer calibration_folds",
                     f + 1
@@ -304,7 +304,7 @@ impl SvmModel {
         let mut oof = vec![0.0; n];
         for outcome in outcomes {
             match outcome? {
-                FitJob::Final(model) => fitted = Some(model),
+                FitJob::Final(model) => fitted = Some(*model),
                 FitJob::Block(lo, values) => oof[lo..lo + values.len()].copy_from_slice(&values),
             }
         }
@@ -376,7 +376,7 @@ impl SvmModel {
 /// What one of the independent fits of [`SvmModel::fit`] produced.
 enum FitJob {
     /// The model on every row, and whether its decision values are negated.
-    Final((libsvm_rs::SvmModel, bool)),
+    Final(Box<(libsvm_rs::SvmModel, bool)>),
     /// Out-of-fold decision values of the rows from the first index on.
     Block(usize, Vec<f64>),
 }
