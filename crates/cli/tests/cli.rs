@@ -378,26 +378,9 @@ fn an_ensemble_trains_and_registers_as_one_model() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
-    let model = repo("docs/models/ensemble_stacking.toml");
     let out_dir = h.join("stacked");
-    let args = [
-        "train",
-        "BTCUSD",
-        "--timeframe",
-        "1h",
-        "--kind",
-        "horizon",
-        "--param",
-        r#"horizons=["4h"]"#,
-        "--model",
-        &model,
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--json",
-        "--register",
-        "btc_stacked",
-    ];
-    let v = json(&quantpipe(h, &args));
+    let trained = train_sample_with(h, "docs/models/ensemble_stacking.toml", &out_dir, &["--register", "btc_stacked"]);
+    let v = json(&trained);
     let auc = v["test_scores"]["roc_auc"].as_f64().unwrap();
     assert!(auc > 0.45 && auc < 0.7, "{v}");
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("model.json")).unwrap()).unwrap();
@@ -429,7 +412,13 @@ fn fresh_postgres_database(tag: &str) -> String {
 }
 
 fn train_sample(home: &Path, out: &Path, extra: &[&str]) -> Output {
-    let model = repo("docs/models/direction_lightgbm.toml");
+    train_sample_with(home, "docs/models/direction_lightgbm.toml", out, extra)
+}
+
+/// `quantpipe train` on the ingested BTCUSD sample, 4-hour direction, with the model file `model`
+/// (relative to the repository).
+fn train_sample_with(home: &Path, model: &str, out: &Path, extra: &[&str]) -> Output {
+    let model = repo(model);
     let mut args = vec![
         "train",
         "BTCUSD",

@@ -494,15 +494,7 @@ impl Model for EnsembleModel {
         Ok(out)
     }
     fn meta(&self) -> ArtifactMeta {
-        ArtifactMeta {
-            format_version: crate::ARTIFACT_FORMAT_VERSION,
-            family: "ensemble".into(),
-            task: self.task,
-            feature_names: self.feature_names.clone(),
-            params: self.params.clone(),
-            training: self.training.clone(),
-            preprocess: None,
-        }
+        ArtifactMeta::of("ensemble", self.task, &self.feature_names, &self.params, &self.training)
     }
     fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
         let bundle = Bundle {

@@ -221,6 +221,41 @@ pub struct ArtifactMeta {
     pub preprocess: Option<Preprocessor>,
 }
 
+impl ArtifactMeta {
+    /// The metadata of a freshly fitted (or loaded) model without preprocessing of its own.
+    pub(crate) fn of(
+        family: &str,
+        task: Task,
+        feature_names: &[String],
+        params: &serde_json::Value,
+        training: &serde_json::Value,
+    ) -> ArtifactMeta {
+        ArtifactMeta {
+            format_version: ARTIFACT_FORMAT_VERSION,
+            family: family.to_string(),
+            task,
+            feature_names: feature_names.to_vec(),
+            params: params.clone(),
+            training: training.clone(),
+            preprocess: None,
+        }
+    }
+}
+
+/// Refuses the first missing value (NaN) of row-major `rows`, naming its feature and row: for
+/// families that need every input. `advice` ends the message (what the user can do).
+pub(crate) fn refuse_missing(feature_names: &[String], rows: &[f64], advice: &str) -> Result<(), ModelError> {
+    let d = feature_names.len();
+    match rows.iter().position(|v| v.is_nan()) {
+        Some(k) => Err(ModelError::InvalidData(format!(
+            "feature {:?} at row {} is missing (NaN): {advice}",
+            feature_names[k % d],
+            k / d
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A model family and its parameters, as written in a config (`[model]` with `kind = "…"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

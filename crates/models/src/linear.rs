@@ -14,7 +14,9 @@ use linfa::prelude::*;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::{check_rows, read_meta, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task};
+use crate::{
+    check_rows, read_meta, refuse_missing, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task,
+};
 
 fn default_c() -> f64 {
     1.0
@@ -141,16 +143,11 @@ fn matrix(data: &Dataset, family: &str) -> Result<Array2<f64>, ModelError> {
 }
 
 fn matrix_check(data: &Dataset, family: &str) -> Result<(), ModelError> {
-    let d = data.n_features();
-    if let Some(k) = data.features.iter().position(|v| v.is_nan()) {
-        return Err(ModelError::InvalidData(format!(
-            "feature {:?} at row {} is missing (NaN): {family} models need every value; impute in [preprocess] \
-             (impute = \"median\" or \"zero\")",
-            data.feature_names[k % d],
-            k / d
-        )));
-    }
-    Ok(())
+    refuse_missing(
+        data.feature_names,
+        data.features,
+        &format!("{family} models need every value; impute in [preprocess] (impute = \"median\" or \"zero\")"),
+    )
 }
 
 /// A fitted logistic regression and how the solver ended.
@@ -401,15 +398,7 @@ impl LinearModel {
 
     fn check_complete(&self, rows: &[f64]) -> Result<usize, ModelError> {
         let n = check_rows(&self.feature_names, rows)?;
-        if let Some(k) = rows.iter().position(|v| v.is_nan()) {
-            let d = self.feature_names.len();
-            return Err(ModelError::InvalidData(format!(
-                "feature {:?} at row {} is missing (NaN) and this {} model has no imputation",
-                self.feature_names[k % d],
-                k / d,
-                self.family
-            )));
-        }
+        refuse_missing(&self.feature_names, rows, &format!("this {} model has no imputation", self.family))?;
         Ok(n)
     }
 
@@ -479,15 +468,7 @@ impl Model for LinearModel {
         Ok(out)
     }
     fn meta(&self) -> ArtifactMeta {
-        ArtifactMeta {
-            format_version: crate::ARTIFACT_FORMAT_VERSION,
-            family: self.family.to_string(),
-            task: self.task,
-            feature_names: self.feature_names.clone(),
-            params: self.params.clone(),
-            training: self.training.clone(),
-            preprocess: None,
-        }
+        ArtifactMeta::of(self.family, self.task, &self.feature_names, &self.params, &self.training)
     }
     fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
         let c = Coefficients { intercept: self.intercept, coefficients: self.coefficients.clone() };

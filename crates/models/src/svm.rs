@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use quantpipe_core::parallel::{map_in_parallel, workers_for};
 
-use crate::{check_rows, read_meta, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task};
+use crate::{
+    check_rows, read_meta, refuse_missing, write_atomically, ArtifactMeta, Dataset, Importance, Model, ModelError, Task,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,13 +251,7 @@ impl SvmModel {
                 params.max_rows
             )));
         }
-        if let Some(k) = data.features.iter().position(|v| v.is_nan()) {
-            return Err(ModelError::InvalidData(format!(
-                "feature {:?} at row {} is missing (NaN): svm models need every value; impute in [preprocess]",
-                data.feature_names[k % d],
-                k / d
-            )));
-        }
+        refuse_missing(data.feature_names, data.features, "svm models need every value; impute in [preprocess]")?;
         let binary = task == Task::Binary;
         if binary {
             let positives = data.labels.iter().filter(|&&y| y == 1.0).count();
@@ -414,13 +410,7 @@ impl Model for SvmModel {
     fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
         check_rows(&self.feature_names, rows)?;
         let d = self.feature_names.len();
-        if let Some(k) = rows.iter().position(|v| v.is_nan()) {
-            return Err(ModelError::InvalidData(format!(
-                "feature {:?} at row {} is missing (NaN) and this svm model has no imputation",
-                self.feature_names[k % d],
-                k / d
-            )));
-        }
+        refuse_missing(&self.feature_names, rows, "this svm model has no imputation")?;
         Ok(rows
             .chunks_exact(d)
             .map(|row| {
@@ -459,15 +449,7 @@ impl Model for SvmModel {
         Ok(out)
     }
     fn meta(&self) -> ArtifactMeta {
-        ArtifactMeta {
-            format_version: crate::ARTIFACT_FORMAT_VERSION,
-            family: "svm".into(),
-            task: self.task,
-            feature_names: self.feature_names.clone(),
-            params: self.params.clone(),
-            training: self.training.clone(),
-            preprocess: None,
-        }
+        ArtifactMeta::of("svm", self.task, &self.feature_names, &self.params, &self.training)
     }
     fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
         write_atomically(&dir.join("svm.json"), &serde_json::to_vec(&self.file).expect("json"))

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{data, python, read_f64, write_f64};
+use common::{data, python_reference};
 use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::linear::{LinearParams, LogisticParams};
 use quantpipe_models::{fit, load, Dataset, Model, ModelSpec};
@@ -21,7 +19,6 @@ struct Reference {
 
 /// scikit-learn on the rows our fitted preprocessing produces.
 fn sklearn(kind: &str, params: serde_json::Value, x_train: &[f64], y: &[f64], x_test: &[f64], d: usize) -> Reference {
-    let dir = tempfile::tempdir().unwrap();
     let spec = PreprocessSpec { standardize: true, ..PreprocessSpec::default() };
     let pre = Preprocessor::fit_rows(&spec, x_train, d);
     let transform = |rows: &[f64]| {
@@ -29,20 +26,7 @@ fn sklearn(kind: &str, params: serde_json::Value, x_train: &[f64], y: &[f64], x_
         out.chunks_exact_mut(d).for_each(|r| pre.apply_row(r));
         out
     };
-    let paths: Vec<_> = ["x.f64", "y.f64", "t.f64", "out.f64"].iter().map(|f| dir.path().join(f)).collect();
-    write_f64(&paths[0], &transform(x_train));
-    write_f64(&paths[1], y);
-    write_f64(&paths[2], &transform(x_test));
-    let status = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/linear_ref.py"))
-        .args([kind, &params.to_string()])
-        .args(&paths[..3])
-        .arg(d.to_string())
-        .arg(&paths[3])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = read_f64(&paths[3]);
+    let out = python_reference("linear_ref.py", kind, &params, &transform(x_train), y, &transform(x_test), d);
     let n = x_test.len() / d;
     Reference { predictions: out[..n].to_vec(), coefficients: out[n..n + d].to_vec(), intercept: out[n + d] }
 }

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{data, python, read_f64, write_f64};
+use common::{data, python_reference};
 use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::svm::{SvmKernel, SvmModel, SvmObjective, SvmParams};
 use quantpipe_models::{fit, load, Dataset, Model, ModelSpec};
@@ -32,26 +30,12 @@ fn rows() -> (Vec<f64>, Vec<f64>, Vec<String>) {
 
 /// scikit-learn's decision values (SVC) or predictions (SVR) on the test rows, and its support vector count.
 fn sklearn(kind: &str, params: &SvmParams, x: &[f64], y: &[f64], t: &[f64], d: usize) -> (Vec<f64>, usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = ["x.f64", "y.f64", "t.f64", "out.f64"].iter().map(|f| dir.path().join(f)).collect();
-    write_f64(&paths[0], x);
-    write_f64(&paths[1], y);
-    write_f64(&paths[2], t);
     let mut json = serde_json::to_value(params).unwrap();
     json["kernel"] = serde_json::json!(match params.kernel {
         SvmKernel::Linear => "linear",
         SvmKernel::Rbf => "rbf",
     });
-    let status = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/svm_ref.py"))
-        .args([kind, &json.to_string()])
-        .args(&paths[..3])
-        .arg(d.to_string())
-        .arg(&paths[3])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut out = read_f64(&paths[3]);
+    let mut out = python_reference("svm_ref.py", kind, &json, x, y, t, d);
     let count = out.pop().unwrap() as usize;
     (out, count)
 }

@@ -105,3 +105,32 @@ pub fn write_f64(path: &Path, v: &[f64]) {
 pub fn read_f64(path: &Path) -> Vec<f64> {
     std::fs::read(path).unwrap().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
 }
+
+/// Runs a reference script of this crate's tests
+/// (`tests/SCRIPT KIND PARAMS_JSON X_TRAIN.f64 Y_TRAIN.f64 X_TEST.f64 COLUMNS OUT.f64`) in the test
+/// Python and returns what it wrote to OUT.
+pub fn python_reference(
+    script: &str,
+    kind: &str,
+    params: &serde_json::Value,
+    x: &[f64],
+    y: &[f64],
+    t: &[f64],
+    d: usize,
+) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = ["x.f64", "y.f64", "t.f64", "out.f64"].iter().map(|f| dir.path().join(f)).collect();
+    write_f64(&paths[0], x);
+    write_f64(&paths[1], y);
+    write_f64(&paths[2], t);
+    let status = std::process::Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script))
+        .args([kind, &params.to_string()])
+        .args(&paths[..3])
+        .arg(d.to_string())
+        .arg(&paths[3])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} {kind} failed");
+    read_f64(&paths[3])
+}
