@@ -270,7 +270,10 @@ fn an_svm_pipeline_searches_its_cost_and_registers_calibrated_probabilities() {
     assert_eq!(losses[chosen - 1], losses.iter().copied().fold(f64::MAX, f64::min), "lower log loss wins: {losses:?}");
     assert_eq!(m["params"]["c"], trials[chosen - 1]["params"]["c"]);
     // The predictions are probabilities whose log loss is the reported one.
-    let predictions = read_predictions(&out_dir.join("predictions.csv"));
+    let predictions: Vec<Prediction> = read_predictions(&out_dir.join("predictions.csv"))
+        .into_iter()
+        .filter(|p| p.model == "btc_momentum_svm")
+        .collect();
     assert_eq!(predictions.len() as u64, m["oos_rows"].as_u64().unwrap());
     assert!(predictions.iter().all(|p| p.prediction > 0.0 && p.prediction < 1.0));
     let log_loss = -predictions
@@ -279,6 +282,10 @@ fn an_svm_pipeline_searches_its_cost_and_registers_calibrated_probabilities() {
         .sum::<f64>()
         / predictions.len() as f64;
     assert!((log_loss - losses[chosen - 1]).abs() < 1e-12, "{log_loss} vs {}", losses[chosen - 1]);
+    // The logistic baseline trained beside it; both count as trials with the SVM's two candidates.
+    assert_eq!(v["models"][1]["family"], "logistic");
+    assert_eq!(v["overfitting"]["trials"], 3);
+    assert_eq!(m["sharpe_statistics"]["trials"], 3);
     // The saved model reloads as an SVM with its support vectors.
     let svm: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("models/btc_momentum_svm/svm.json")).unwrap()).unwrap();

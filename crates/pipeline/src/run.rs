@@ -533,13 +533,28 @@ pub fn evaluate(
     let mut stages = Vec::new();
     let steps = config.models.iter().map(|m| planned_fits(m, prepared.splits.len())).sum();
     let clock = StageClock::start("train", steps, observer);
-    // One model at a time, each with every core: two LightGBM boosters training side by side in one
+    // LightGBM models one at a time, each with every core: two boosters training side by side in one
     // process crashed once in CI without a message (LightGBM sets OpenMP's thread count
-    // process-wide).
+    // process-wide). The other families train on one thread each, so they share the cores.
+    let train = |i: usize| {
+        let mut warnings = Vec::new();
+        train_one(loaded, prepared, options, i, &config.models[i], observer, &mut warnings).map(|m| (m, warnings))
+    };
+    let (boosted, others): (Vec<usize>, Vec<usize>) =
+        (0..config.models.len()).partition(|&i| config.models[i].spec.uses_lightgbm());
+    let mut trained: Vec<Option<TrainedModel>> = (0..config.models.len()).map(|_| None).collect();
+    for &i in &boosted {
+        trained[i] = Some(train(i));
+    }
+    for (&i, outcome) in others.iter().zip(map_in_parallel(&others, workers_for(others.len()), |_, &i| train(i))) {
+        trained[i] = Some(outcome);
+    }
     let mut models = Vec::new();
     let mut warnings = Vec::new();
-    for (i, m) in config.models.iter().enumerate() {
-        models.push(train_one(loaded, prepared, options, i, m, observer, &mut warnings)?);
+    for outcome in trained {
+        let (model, model_warnings) = outcome.expect("every model was trained")?;
+        models.push(model);
+        warnings.extend(model_warnings);
     }
     let tested = models.first().map_or(0, |m| m.oos_rows);
     let searched: usize = models.iter().filter_map(|m| m.search.as_ref()).map(|s| s.trials.len()).sum();
@@ -601,6 +616,9 @@ pub fn evaluate(
     ));
     Ok(Evaluated { models, overfitting, stages })
 }
+
+/// One model's outcome and the warnings its training raised.
+type TrainedModel = Result<(ModelOutcome, Vec<String>), PipelineError>;
 
 fn task_name(task: Task) -> String {
     match task {
