@@ -343,7 +343,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
         ];
         h.push_str(&line_chart(
             &format!("Cross-validated {} by trial", search.metric),
-            Axis::Number,
+            Axis::Count,
             &search.metric,
             &lines,
             260.0,

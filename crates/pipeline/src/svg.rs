@@ -33,6 +33,8 @@ pub enum Axis {
     /// Milliseconds since the epoch, labelled as dates.
     Time,
     Number,
+    /// Whole numbers (trial numbers, counts): ticks only at integers.
+    Count,
 }
 
 /// "Nice" tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k.
@@ -50,6 +52,18 @@ fn ticks(lo: f64, hi: f64, wanted: usize) -> Vec<f64> {
         t += step;
     }
     out
+}
+
+/// Labels for evenly spaced ticks, with as many decimals as their spacing needs (0.6995, 0.7000, …
+/// rather than "0.7" five times).
+fn tick_labels(at: &[f64]) -> Vec<String> {
+    let step = at.windows(2).map(|w| (w[1] - w[0]).abs()).fold(f64::INFINITY, f64::min);
+    let biggest = at.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if !step.is_finite() || step <= 0.0 || !(1e-3..1e5).contains(&biggest) {
+        return at.iter().map(|&v| number_label(v)).collect();
+    }
+    let decimals = (-step.log10().floor()).clamp(0.0, 8.0) as usize;
+    at.iter().map(|v| format!("{v:.decimals$}")).collect()
 }
 
 fn number_label(v: f64) -> String {
@@ -164,15 +178,21 @@ pub fn line_chart(
                 );
             }
         }
-        Axis::Number => {
-            for t in ticks(x_lo, x_hi, 6) {
+        Axis::Number | Axis::Count => {
+            let mut at = ticks(x_lo, x_hi, 6);
+            if x_axis == Axis::Count {
+                // Steps of 0.2 land on 2.0000000000000004, not 2: keep what is an integer to rounding.
+                at = at.into_iter().filter(|t| (t - t.round()).abs() < 1e-6).map(f64::round).collect();
+            }
+            let labels = tick_labels(&at);
+            for (t, label) in at.into_iter().zip(labels) {
                 let x = px(t);
                 let _ = write!(
                     s,
                     r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{:.1}" class="grid"/><text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
                     TOP + plot_h,
                     TOP + plot_h + 16.0,
-                    number_label(t)
+                    label
                 );
             }
         }
@@ -229,7 +249,8 @@ pub fn line_chart(
 
 /// Horizontal grid lines with their values at the left.
 fn y_axis(s: &mut String, at: Vec<f64>, py: impl Fn(f64) -> f64) {
-    for t in at {
+    let labels = tick_labels(&at);
+    for (t, label) in at.into_iter().zip(labels) {
         let y = py(t);
         let _ = write!(
             s,
@@ -237,7 +258,7 @@ fn y_axis(s: &mut String, at: Vec<f64>, py: impl Fn(f64) -> f64) {
             WIDTH - RIGHT,
             LEFT - 6.0,
             y + 4.0,
-            number_label(t)
+            label
         );
     }
 }
@@ -390,6 +411,10 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        // Labels carry the decimals their spacing needs, and no more.
+        assert_eq!(tick_labels(&ticks(0.6995, 0.7005, 5)), ["0.6995", "0.7000", "0.7005"]);
+        assert_eq!(tick_labels(&ticks(0.0, 1.0, 5)), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+        assert_eq!(tick_labels(&[0.0, 50.0, 100.0]), ["0", "50", "100"]);
         let t = ticks(0.93, 1.41, 5);
         assert!(t.first().unwrap() >= &0.93 && t.last().unwrap() <= &1.41 && t.len() >= 3, "{t:?}");
     }
