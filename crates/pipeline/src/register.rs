@@ -140,7 +140,7 @@ pub async fn register(
         let new = NewVersion {
             name: model.name.clone(),
             family: model.family.clone(),
-            task: model.task.clone(),
+            task: crate::run::task_name(model.task),
             params,
             feature_set: prepared.feature_set.name.clone(),
             feature_set_hash: prepared.feature_set.hash(),

@@ -139,7 +139,9 @@ pub struct BacktestOutcome {
 pub struct ModelOutcome {
     pub name: String,
     pub family: String,
-    pub task: String,
+    /// Written as `binary`, `multiclass:3`, `regression`, `quantile:0.9`.
+    #[serde(serialize_with = "task_text")]
+    pub task: Task,
     pub target: String,
     /// Label values in class order, for classifiers (class k is the k-th value).
     pub classes: Option<Vec<f64>>,
@@ -175,8 +177,6 @@ pub struct ModelOutcome {
     pub oos_labels: Vec<f64>,
     #[serde(skip)]
     pub outputs: usize,
-    #[serde(skip)]
-    pub task_kind: Task,
 }
 
 impl ModelOutcome {
@@ -536,10 +536,7 @@ pub fn evaluate(
     // LightGBM models one at a time, each with every core: two boosters training side by side in one
     // process crashed once in CI without a message (LightGBM sets OpenMP's thread count
     // process-wide). The other families train on one thread each, so they share the cores.
-    let train = |i: usize| {
-        let mut warnings = Vec::new();
-        train_one(loaded, prepared, options, i, &config.models[i], observer, &mut warnings).map(|m| (m, warnings))
-    };
+    let train = |i: usize| train_one(loaded, prepared, options, i, &config.models[i], observer);
     let (boosted, others): (Vec<usize>, Vec<usize>) =
         (0..config.models.len()).partition(|&i| config.models[i].spec.uses_lightgbm());
     let mut trained: Vec<Option<TrainedModel>> = (0..config.models.len()).map(|_| None).collect();
@@ -577,12 +574,13 @@ pub fn evaluate(
     let mut warnings = Vec::new();
     let ppy = periods_per_year(prepared.timeframe, prepared.calendar);
     for model in &mut models {
-        match backtest(config, prepared, model.task_kind, &model.target, &model.oos_index, &model.oos_predictions, ppy)
-        {
+        match backtest(config, prepared, model.task, &model.target, &model.oos_index, &model.oos_predictions, ppy) {
             Ok(Some(bt)) => model.backtest = Some(bt),
             Ok(None) => warnings.push(format!(
                 "{}: no trading rule for a {} model of {} (backtests need a binary classifier or a ret_* regressor)",
-                model.name, model.task, model.target
+                model.name,
+                task_name(model.task),
+                model.target
             )),
             Err(e) => return Err(PipelineError::stage("backtest", format!("{}: {e}", model.name))),
         }
@@ -617,10 +615,14 @@ pub fn evaluate(
     Ok(Evaluated { models, overfitting, stages })
 }
 
+fn task_text<S: serde::Serializer>(task: &Task, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&task_name(*task))
+}
+
 /// One model's outcome and the warnings its training raised.
 type TrainedModel = Result<(ModelOutcome, Vec<String>), PipelineError>;
 
-fn task_name(task: Task) -> String {
+pub(crate) fn task_name(task: Task) -> String {
     match task {
         Task::Binary => "binary".into(),
         Task::Multiclass { classes } => format!("multiclass:{classes}"),
@@ -632,11 +634,10 @@ fn task_name(task: Task) -> String {
 /// Scores of predictions against encoded labels, and the headline metric's name (`quantpipe train`
 /// scores its held-out rows with it too).
 pub fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::Value, &'static str), String> {
-    Ok(match task {
-        Task::Binary => (
-            serde_json::to_value(binary_scores(y, predictions, 0.5).map_err(|e| e.to_string())?).expect("serialises"),
-            "roc_auc",
-        ),
+    let scores = match task {
+        Task::Binary => {
+            serde_json::to_value(binary_scores(y, predictions, 0.5).map_err(|e| e.to_string())?).expect("serialises")
+        }
         Task::Multiclass { classes } => {
             let predicted: Vec<f64> = predictions
                 .chunks_exact(classes)
@@ -644,16 +645,13 @@ pub fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::
                 .collect();
             let confusion = confusion_matrix(y, &predicted, classes).map_err(|e| e.to_string())?;
             let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-            (
-                serde_json::json!({ "rows": y.len(), "accuracy": correct as f64 / y.len() as f64, "confusion": confusion }),
-                "accuracy",
-            )
+            serde_json::json!({ "rows": y.len(), "accuracy": correct as f64 / y.len() as f64, "confusion": confusion })
         }
-        Task::Regression | Task::Quantile { .. } => (
-            serde_json::to_value(regression_scores(y, predictions).map_err(|e| e.to_string())?).expect("serialises"),
-            "ic",
-        ),
-    })
+        Task::Regression | Task::Quantile { .. } => {
+            serde_json::to_value(regression_scores(y, predictions).map_err(|e| e.to_string())?).expect("serialises")
+        }
+    };
+    Ok((scores, headline_metric(task)))
 }
 
 /// One parameter set's cross-validation: each test fold predicted by a model fitted on that fold's
@@ -851,8 +849,8 @@ fn train_one(
     index: usize,
     m: &ModelConfig,
     observer: &dyn Observer,
-    warnings: &mut Vec<String>,
-) -> Result<ModelOutcome, PipelineError> {
+) -> TrainedModel {
+    let mut warnings = Vec::new();
     let trainer = Trainer::new(prepared, m, index)?;
     let task = trainer.task;
     let d = prepared.width();
@@ -941,10 +939,10 @@ fn train_one(
     std::fs::write(&path, serde_json::to_vec_pretty(&train_json).expect("serialises"))
         .map_err(|e| PipelineError::io(&path, e))?;
 
-    Ok(ModelOutcome {
+    let outcome = ModelOutcome {
         name: m.name.clone(),
         family: model.family().to_string(),
-        task: task_name(task),
+        task,
         target,
         classes,
         params: serde_json::to_value(&spec).expect("serialises"),
@@ -967,8 +965,8 @@ fn train_one(
         oos_predictions,
         oos_labels,
         outputs,
-        task_kind: task,
-    })
+    };
+    Ok((outcome, warnings))
 }
 
 /// Cross-validates every candidate of `search` and keeps the best by its metric (ties go to the
