@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantpipe_core::preprocess::PreprocessSpec;
 use quantpipe_features::compute;
+use quantpipe_models::neural::{gather_windows, sequence_names};
 use quantpipe_models::{fit, Dataset, ModelFile};
 use serde::Serialize;
 
@@ -173,10 +174,13 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
         bail!("--target {target:?} is not a column of this label (columns: {})", names.join(", "));
     };
-    // Rows from the end of the feature set's warm-up (the first bar where every feature has a value).
+    // Rows from the end of the feature set's warm-up (the first bar where every feature has a value),
+    // and for a model reading several rows per input (an LSTM) a whole window after it.
     let d = frame.names.len();
+    let window = model_file.spec.window();
     let warm = (0..loaded.bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(0);
-    let keep: Vec<usize> = (0..labels.len()).filter(|&k| labels.row[k] >= warm && y_all[k].is_finite()).collect();
+    let first_bar = warm + window - 1;
+    let keep: Vec<usize> = (0..labels.len()).filter(|&k| labels.row[k] >= first_bar && y_all[k].is_finite()).collect();
     if keep.len() < 100 {
         bail!("{}: only {} labelled rows after the features' warm-up", loaded.name, keep.len());
     }
@@ -205,7 +209,12 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     let train_rows: Vec<usize> = keep[..cut].iter().copied().filter(|&k| labels.end_ts[k] < first_test_ts).collect();
     let test_rows = &keep[cut..];
     let gather = |rows: &[usize]| -> Vec<f64> {
-        rows.iter().flat_map(|&k| frame.columns.iter().map(|c| c[labels.row[k]]).collect::<Vec<f64>>()).collect()
+        let ends: Vec<usize> = rows.iter().map(|&k| labels.row[k]).collect();
+        gather_windows(&frame.columns, &ends, window)
+    };
+    let names = match window {
+        1 => frame.names.clone(),
+        w => sequence_names(&frame.names, w),
     };
     let (x_train, x_test) = (gather(&train_rows), gather(test_rows));
     let y_train: Vec<f64> = train_rows.iter().map(|&k| encode(y_all[k])).collect();
@@ -213,7 +222,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     let (start, end): (Vec<i64>, Vec<i64>) = train_rows.iter().map(|&k| (labels.ts[k], labels.end_ts[k])).unzip();
     let data = Dataset {
         features: &x_train,
-        feature_names: &frame.names,
+        feature_names: &names,
         labels: &y_train,
         weights: None,
         label_windows: Some((&start, &end)),

@@ -73,6 +73,13 @@ impl EnsembleParams {
             if matches!(m.spec, ModelSpec::Ensemble(_)) {
                 return bad(format!("members[{i}]: ensembles do not nest"));
             }
+            if m.spec.window() > 1 {
+                return bad(format!(
+                    "members[{i}]: an LSTM reads {} feature rows per input, and ensemble members share one row; \
+                     train the LSTM as a model of its own",
+                    m.spec.window()
+                ));
+            }
             let t = m.spec.task().map_err(|e| ModelError::InvalidParams(format!("members[{i}]: {}", strip(&e))))?;
             if let Some(p) = &m.preprocess {
                 p.validate().map_err(|e| ModelError::InvalidParams(format!("members[{i}].preprocess: {e}")))?;

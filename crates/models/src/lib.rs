@@ -6,12 +6,13 @@
 //! LightGBM's text format so Python LightGBM loads it).
 //!
 //! Families so far: LightGBM gradient boosting and its random-forest mode ([`lightgbm`]), logistic and
-//! linear regression ([`linear`]), support vector machines ([`svm`]), and ensembles of any of them
-//! ([`ensemble`]).
+//! linear regression ([`linear`]), support vector machines ([`svm`]), neural nets (an MLP and an LSTM
+//! over the last rows, [`neural`]), and ensembles of any of them ([`ensemble`]).
 
 pub mod ensemble;
 pub mod lightgbm;
 pub mod linear;
+pub mod neural;
 pub mod onnx;
 pub mod search;
 pub mod svm;
@@ -267,6 +268,10 @@ pub enum ModelSpec {
     Linear(linear::LinearParams),
     /// Support vector machine (LIBSVM's C-SVC / ε-SVR), linear or RBF kernel.
     Svm(svm::SvmParams),
+    /// Multilayer perceptron (candle), AdamW with early stopping.
+    Mlp(neural::MlpParams),
+    /// LSTM over the last `window` feature rows (candle), AdamW with early stopping.
+    Lstm(neural::LstmParams),
     /// Average, vote or stacking over member models of any family.
     Ensemble(ensemble::EnsembleParams),
 }
@@ -278,7 +283,18 @@ impl ModelSpec {
             ModelSpec::Logistic(p) => p.validate().map(|_| Task::Binary),
             ModelSpec::Linear(p) => p.validate().map(|_| Task::Regression),
             ModelSpec::Svm(p) => p.task(),
+            ModelSpec::Mlp(p) => p.task(),
+            ModelSpec::Lstm(p) => p.task(),
             ModelSpec::Ensemble(p) => p.task(),
+        }
+    }
+
+    /// Feature rows per input: an LSTM's window (its input row is that many feature rows, oldest
+    /// first, see [`neural::sequence_names`]); 1 for every other family.
+    pub fn window(&self) -> usize {
+        match self {
+            ModelSpec::Lstm(p) => p.window,
+            _ => 1,
         }
     }
 
@@ -299,9 +315,12 @@ impl ModelSpec {
             // Ensemble members carry their own preprocessing.
             ModelSpec::Lightgbm(_) | ModelSpec::Ensemble(_) => PreprocessSpec::identity(),
             // Linear models need every value, on comparable scales.
-            ModelSpec::Logistic(_) | ModelSpec::Linear(_) | ModelSpec::Svm(_) => {
-                PreprocessSpec { impute: Impute::Median, winsorize: 0.0, standardize: true }
-            }
+            // So do neural nets, which also train poorly on unscaled inputs.
+            ModelSpec::Logistic(_)
+            | ModelSpec::Linear(_)
+            | ModelSpec::Svm(_)
+            | ModelSpec::Mlp(_)
+            | ModelSpec::Lstm(_) => PreprocessSpec { impute: Impute::Median, winsorize: 0.0, standardize: true },
         }
     }
 }
@@ -342,6 +361,8 @@ pub fn fit(
         ModelSpec::Logistic(params) => Box::new(linear::LinearModel::fit_logistic(&data, params)?),
         ModelSpec::Linear(params) => Box::new(linear::LinearModel::fit_linear(&data, params)?),
         ModelSpec::Svm(params) => Box::new(svm::SvmModel::fit(&data, params)?),
+        ModelSpec::Mlp(params) => Box::new(neural::NeuralModel::fit_mlp(&data, params)?),
+        ModelSpec::Lstm(params) => Box::new(neural::NeuralModel::fit_lstm(&data, params)?),
         ModelSpec::Ensemble(params) => Box::new(ensemble::EnsembleModel::fit(&data, params)?),
     };
     Ok(match fitted {
@@ -437,11 +458,14 @@ pub fn load(dir: &Path) -> Result<Box<dyn Model>, ModelError> {
         "lightgbm" => Box::new(lightgbm::LightGbmModel::load(dir)?),
         "logistic" | "linear" => Box::new(linear::LinearModel::load(dir)?),
         "svm" => Box::new(svm::SvmModel::load(dir)?),
+        "mlp" | "lstm" => Box::new(neural::NeuralModel::load(dir)?),
         "ensemble" => Box::new(ensemble::EnsembleModel::load(dir)?),
         other => {
             return Err(ModelError::Artifact {
                 path: dir.join("model.json"),
-                message: format!("unknown model family {other:?} (known: lightgbm, logistic, linear, svm, ensemble)"),
+                message: format!(
+                    "unknown model family {other:?} (known: lightgbm, logistic, linear, svm, mlp, lstm, ensemble)"
+                ),
             })
         }
     };

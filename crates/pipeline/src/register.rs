@@ -144,7 +144,7 @@ pub async fn register(
             params,
             feature_set: prepared.feature_set.name.clone(),
             feature_set_hash: prepared.feature_set.hash(),
-            feature_names: prepared.feature_names.clone(),
+            feature_names: model.inputs.clone(),
             label: serde_json::json!({"spec": config.label, "target": model.target, "classes": model.classes}),
             label_lookahead: prepared.labels.lookahead.name(),
             dataset_hash: prepared.data.dataset_hash.clone(),

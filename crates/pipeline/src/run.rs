@@ -20,6 +20,7 @@ use quantpipe_eval::split::{LabelTimes, Split};
 use quantpipe_eval::stats::{mean, std_dev};
 use quantpipe_features::{compute, FeatureSet};
 use quantpipe_labels::Labels;
+use quantpipe_models::neural::{gather_windows, sequence_names};
 use quantpipe_models::search::{Candidate, SearchMethod, SearchSpec};
 use quantpipe_models::{fit, Dataset, Importance, Model, ModelSpec, Task};
 use serde::Serialize;
@@ -82,6 +83,9 @@ pub struct Prepared {
     pub rows: Vec<usize>,
     /// Row-major feature matrix of the dataset rows.
     pub x: Vec<f64>,
+    /// The feature columns over every bar, kept when a model reads several rows per input (an LSTM's
+    /// window): its inputs are gathered from them.
+    pub columns: Option<Vec<Vec<f64>>>,
     /// Label start and end times of the dataset rows.
     pub start: Vec<i64>,
     pub end: Vec<i64>,
@@ -96,6 +100,29 @@ impl Prepared {
     /// Bar index of dataset row `i`.
     pub fn bar(&self, i: usize) -> usize {
         self.labels.row[self.rows[i]]
+    }
+
+    /// The model inputs of dataset rows `rows`: their feature rows, or for a model reading `window`
+    /// rows per input, each row's window (oldest first), row-major.
+    pub fn inputs(&self, rows: &[usize], window: usize) -> Vec<f64> {
+        match (&self.columns, window) {
+            (Some(columns), w) if w > 1 => {
+                let ends: Vec<usize> = rows.iter().map(|&i| self.bar(i)).collect();
+                gather_windows(columns, &ends, w)
+            }
+            _ => {
+                let d = self.width();
+                rows.iter().flat_map(|&i| self.x[i * d..(i + 1) * d].iter().copied()).collect()
+            }
+        }
+    }
+
+    /// Names of the model inputs for a model reading `window` rows per input.
+    pub fn input_names(&self, window: usize) -> Vec<String> {
+        match window {
+            1 => self.feature_names.clone(),
+            w => sequence_names(&self.feature_names, w),
+        }
     }
 }
 
@@ -163,6 +190,9 @@ pub struct ModelOutcome {
     pub sharpe_statistics: Option<SharpeStatistics>,
     /// The parameter search that chose `params`, when the model table has one.
     pub search: Option<SearchOutcome>,
+    /// The model's inputs, in order (the feature set's columns, or an LSTM's window of them).
+    #[serde(skip)]
+    pub inputs: Vec<String>,
     /// Rows the final (registered) model was trained on.
     pub final_train_rows: usize,
     pub train_seconds: f64,
@@ -353,8 +383,20 @@ pub fn prepare(
         })?;
         targets.push(column);
     }
+    // A model reading several rows per input (an LSTM's window) needs that many defined rows before
+    // each dataset row; every model gets the same rows, so that their scores compare.
+    let window = config
+        .models
+        .iter()
+        .flat_map(|m| {
+            let searched = m.search.as_ref().and_then(|s| s.candidates(&m.spec).ok()).unwrap_or_default();
+            std::iter::once(m.spec.window()).chain(searched.into_iter().map(|c| c.spec.window()))
+        })
+        .max()
+        .unwrap_or(1);
+    let first_bar = warm + window - 1;
     let rows: Vec<usize> =
-        (0..labels.len()).filter(|&k| labels.row[k] >= warm && targets.iter().all(|t| t[k].is_finite())).collect();
+        (0..labels.len()).filter(|&k| labels.row[k] >= first_bar && targets.iter().all(|t| t[k].is_finite())).collect();
     if rows.len() < 200 {
         return Err(PipelineError::stage(
             "dataset",
@@ -366,7 +408,7 @@ pub fn prepare(
         let bar = labels.row[k];
         x.extend(frame.columns.iter().map(|c| c[bar]));
     }
-    drop(frame);
+    let columns = (window > 1).then_some(frame.columns);
     let start: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
     let end: Vec<i64> = rows.iter().map(|&k| labels.end_ts[k]).collect();
     let lookahead_ms = labels.lookahead.max_millis(timeframe);
@@ -386,8 +428,9 @@ pub fn prepare(
         labels.len(),
         rows.len(),
         format!(
-            "{} rows × {d} features; {} splits ({}), {tested} rows tested out of sample",
+            "{} rows × {d} features{}; {} splits ({}), {tested} rows tested out of sample",
             rows.len(),
+            if window > 1 { format!(" (windows of {window} rows)") } else { String::new() },
             splits.len(),
             scheme_name(config.validation.scheme)
         ),
@@ -404,6 +447,7 @@ pub fn prepare(
         labels,
         rows,
         x,
+        columns,
         start,
         end,
         splits,
@@ -713,20 +757,16 @@ impl<'a> Trainer<'a> {
         PipelineError::stage("train", format!("models[{}] ({}): {e}", self.index, self.config.name))
     }
 
-    fn gather(&self, rows: &[usize]) -> Vec<f64> {
-        let d = self.prepared.width();
-        rows.iter().flat_map(|&i| self.prepared.x[i * d..(i + 1) * d].iter().copied()).collect()
-    }
-
     fn fit_rows(&self, spec: &ModelSpec, rows: &[usize]) -> Result<Box<dyn Model>, PipelineError> {
         let p = self.prepared;
-        let features = self.gather(rows);
+        let features = p.inputs(rows, spec.window());
+        let names = p.input_names(spec.window());
         let labels: Vec<f64> = rows.iter().map(|&i| self.y[i]).collect();
         let start: Vec<i64> = rows.iter().map(|&i| p.start[i]).collect();
         let end: Vec<i64> = rows.iter().map(|&i| p.end[i]).collect();
         let data = Dataset {
             features: &features,
-            feature_names: &p.feature_names,
+            feature_names: &names,
             labels: &labels,
             weights: None,
             label_windows: Some((&start, &end)),
@@ -747,7 +787,7 @@ impl<'a> Trainer<'a> {
             let train: Vec<usize> = split.train_indices().collect();
             let test: Vec<usize> = split.test_indices().collect();
             let model = self.fit_rows(spec, &train)?;
-            let predictions = model.predict(&self.gather(&test)).map_err(|e| self.fail(e))?;
+            let predictions = model.predict(&p.inputs(&test, spec.window())).map_err(|e| self.fail(e))?;
             let y_test: Vec<f64> = test.iter().map(|&i| self.y[i]).collect();
             let (scores, metric) =
                 score(self.task, &y_test, &predictions).map_err(|e| self.fail(format!("fold {f}: {e}")))?;
@@ -903,7 +943,7 @@ fn train_one(
     let mut importance = model.feature_importance().unwrap_or_default();
     importance.sort_by(|a, b| b.gain.total_cmp(&a.gain));
     importance.truncate(30);
-    let (shap, shap_rows) = match shap_summary(model.as_ref(), prepared, &oos_index, 300) {
+    let (shap, shap_rows) = match shap_summary(model.as_ref(), prepared, spec.window(), &oos_index, 300) {
         Ok(s) => s,
         Err(e) => {
             warnings.push(format!("{}: no SHAP summary: {e}", m.name));
@@ -917,6 +957,7 @@ fn train_one(
         "feature_set": prepared.feature_set.name,
         "feature_set_hash": prepared.feature_set.hash(),
         "features": d,
+        "window": spec.window(),
         "dataset_hash": prepared.data.dataset_hash,
         "label": serde_json::to_value(&loaded.config.label).expect("serialises"),
         "label_lookahead": labels.lookahead.name(),
@@ -958,6 +999,7 @@ fn train_one(
         backtest: None,
         sharpe_statistics: None,
         search,
+        inputs: model.feature_names().to_vec(),
         final_train_rows: final_rows.len(),
         train_seconds,
         artifact,
@@ -1038,18 +1080,19 @@ fn run_search(
     Ok((spec, cv, SearchOutcome { method: search.method, metric, higher_is_better, chosen: chosen + 1, trials }))
 }
 
-/// Mean |contribution| per feature over the last `limit` out-of-sample rows (single-output models).
+/// Mean |contribution| per model input over the last `limit` out-of-sample rows (single-output models).
 fn shap_summary(
     model: &dyn Model,
     prepared: &Prepared,
+    window: usize,
     oos: &[usize],
     limit: usize,
 ) -> Result<(Vec<(String, f64)>, usize), String> {
-    let d = prepared.width();
+    let d = model.feature_names().len();
     let rows = &oos[oos.len().saturating_sub(limit)..];
     let mut total = vec![0.0; d];
     for &i in rows {
-        let contributions = model.explain(&prepared.x[i * d..(i + 1) * d]).map_err(|e| e.to_string())?;
+        let contributions = model.explain(&prepared.inputs(&[i], window)).map_err(|e| e.to_string())?;
         if contributions.len() != d + 1 {
             return Err(format!(
                 "{} contributions for {d} features (multi-output models are not summarised)",
@@ -1061,7 +1104,7 @@ fn shap_summary(
         }
     }
     let mut summary: Vec<(String, f64)> =
-        prepared.feature_names.iter().cloned().zip(total.into_iter().map(|t| t / rows.len().max(1) as f64)).collect();
+        model.feature_names().iter().cloned().zip(total.into_iter().map(|t| t / rows.len().max(1) as f64)).collect();
     summary.sort_by(|a, b| b.1.total_cmp(&a.1));
     summary.truncate(30);
     Ok((summary, rows.len()))

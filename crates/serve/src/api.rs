@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quantpipe_core::time::now_ms;
+use quantpipe_models::neural::parse_sequence_name;
 use quantpipe_models::Task;
 use quantpipe_registry::{PredictionRecord, RegistryError, Route};
 use serde::de::DeserializeOwned;
@@ -571,6 +572,8 @@ pub enum Inputs<'a> {
 pub struct LiveSnapshot {
     pub symbol: String,
     pub row: Vec<f64>,
+    /// The rows before `row`, most recent last.
+    pub history: Vec<Arc<Vec<f64>>>,
     /// Per column: past its warm-up for this symbol.
     pub defined: Vec<bool>,
     pub bar_ts: i64,
@@ -618,6 +621,13 @@ impl Inputs<'_> {
     }
 }
 
+/// Whether column `c` had been defined by the row `lag` rows before the latest: a NaN there before
+/// the column's first value is warm-up, after it a value in its own right (as in training).
+fn defined_at_lag(snapshot: &LiveSnapshot, c: usize, lag: usize) -> bool {
+    let older = snapshot.history.len() - lag;
+    snapshot.history[..=older].iter().any(|row| row[c].is_finite())
+}
+
 /// A model's row from live features: every feature it needs must be computed by the server's set
 /// (the same set it was trained on) and past its warm-up for the symbol (defined at least once).
 fn live_row(model: &LoadedModel, snapshot: &LiveSnapshot) -> Result<Vec<f64>, ApiError> {
@@ -639,16 +649,49 @@ fn live_row(model: &LoadedModel, snapshot: &LiveSnapshot) -> Result<Vec<f64>, Ap
     let mut row = Vec::with_capacity(model.feature_names().len());
     let mut absent = Vec::new();
     let mut warming = Vec::new();
+    let mut too_far_back = 0;
     for name in model.feature_names() {
-        match live.column(name) {
-            None => absent.push(name.clone()),
-            Some(c) => {
-                if !snapshot.defined[c] {
+        // A window model's input `rsi_14[t-3]` is column rsi_14 three rows before the latest.
+        let (column, lag) = match live.column(name) {
+            Some(c) => (Some(c), 0),
+            None => match parse_sequence_name(name) {
+                Some((feature, lag)) => (live.column(feature), lag),
+                None => (None, 0),
+            },
+        };
+        let Some(c) = column else {
+            absent.push(name.clone());
+            continue;
+        };
+        if lag > live.history() {
+            too_far_back = too_far_back.max(lag);
+            continue;
+        }
+        let value = match lag {
+            0 => Some(snapshot.row[c]),
+            k => snapshot.history.len().checked_sub(k).map(|i| snapshot.history[i][c]),
+        };
+        match value {
+            // Before the symbol's first bar, or before the column's warm-up ended.
+            None => warming.push(name.clone()),
+            Some(v) => {
+                if !snapshot.defined[c] || (lag > 0 && v.is_nan() && !defined_at_lag(snapshot, c, lag)) {
                     warming.push(name.clone());
                 }
-                row.push(snapshot.row[c]);
+                row.push(v);
             }
         }
+    }
+    if too_far_back > 0 {
+        return Err(ApiError::unprocessable(
+            "history_too_short",
+            format!(
+                "{} reads features {too_far_back} rows back, and this server keeps {} rows per symbol: set \
+                 [live] history = {too_far_back} (or more) in serve.toml",
+                model.reference(),
+                live.history()
+            ),
+        ));
     }
     if !absent.is_empty() {
         return Err(ApiError::unprocessable(
@@ -905,6 +948,7 @@ fn live_snapshot(state: &AppState, symbol: &str) -> Result<LiveSnapshot, ApiErro
     Ok(LiveSnapshot {
         symbol: symbol.to_string(),
         row: s.row.clone(),
+        history: s.history.iter().cloned().collect(),
         defined: s.defined.clone(),
         bar_ts: s.last_ts.unwrap_or_default(),
         bars_seen: s.bars_seen,

@@ -168,10 +168,18 @@ pub struct LiveConfig {
     /// Most symbols tracked at once (each holds its own O(1) kernel state).
     #[serde(default = "default_max_symbols")]
     pub max_symbols: usize,
+    /// Feature rows kept per symbol besides the latest, for models that read a window of rows (an
+    /// LSTM with `window = 16` needs 15).
+    #[serde(default = "default_history")]
+    pub history: usize,
 }
 
 fn default_max_symbols() -> usize {
     10_000
+}
+
+fn default_history() -> usize {
+    63
 }
 
 impl ServeConfig {

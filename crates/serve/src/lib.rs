@@ -110,7 +110,9 @@ impl Server {
             Duration::from_millis(settings.log_flush_ms),
         );
         let live = match &config.live {
-            Some(l) => Some(Arc::new(live::LiveFeatures::new(load_feature_set(&l.feature_set)?, l.max_symbols))),
+            Some(l) => {
+                Some(Arc::new(live::LiveFeatures::new(load_feature_set(&l.feature_set)?, l.max_symbols, l.history)))
+            }
             None => None,
         };
         let endpoints = Endpoints::new(&config.endpoints, &metrics);

@@ -15,6 +15,7 @@ pub struct LiveFeatures {
     symbols: Mutex<HashMap<String, Arc<Mutex<SymbolState>>>>,
     set: FeatureSet,
     max_symbols: usize,
+    history: usize,
 }
 
 pub struct SymbolState {
@@ -22,6 +23,8 @@ pub struct SymbolState {
     pub last_ts: Option<i64>,
     pub bars_seen: u64,
     pub row: Vec<f64>,
+    /// The rows before `row`, most recent last (at most `live.history`), shared with snapshots.
+    pub history: VecDeque<Arc<Vec<f64>>>,
     /// Per column: defined at least once for this symbol, i.e. past its warm-up. Undefined (NaN)
     /// after that is a value in its own right (no swing high above the price yet, say), the same
     /// missing value training saw.
@@ -36,7 +39,7 @@ pub struct BarError {
 }
 
 impl LiveFeatures {
-    pub fn new(set: FeatureSet, max_symbols: usize) -> LiveFeatures {
+    pub fn new(set: FeatureSet, max_symbols: usize, history: usize) -> LiveFeatures {
         let columns = set.columns().into_iter().enumerate().map(|(i, c)| (c, i)).collect();
         LiveFeatures {
             set_name: set.name.clone(),
@@ -45,7 +48,13 @@ impl LiveFeatures {
             symbols: Mutex::new(HashMap::new()),
             set,
             max_symbols,
+            history,
         }
+    }
+
+    /// Rows kept per symbol besides the latest.
+    pub fn history(&self) -> usize {
+        self.history
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {
@@ -83,6 +92,7 @@ impl LiveFeatures {
                         last_ts: None,
                         bars_seen: 0,
                         row: vec![f64::NAN; self.columns.len()],
+                        history: VecDeque::new(),
                         defined: vec![false; self.columns.len()],
                     }))
                 })
@@ -107,6 +117,12 @@ impl LiveFeatures {
             previous = Some(bar.ts);
         }
         for bar in bars {
+            if self.history > 0 && s.bars_seen > 0 {
+                if s.history.len() == self.history {
+                    s.history.pop_front();
+                }
+                s.history.push_back(Arc::new(s.row.clone()));
+            }
             s.row.copy_from_slice(s.state.update(bar));
             for (defined, v) in s.defined.iter_mut().zip(&s.row) {
                 *defined |= v.is_finite();

@@ -13,6 +13,7 @@ use quantpipe_data::quality::{validate, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_features::{compute, FeatureSet};
 use quantpipe_models::lightgbm::LightGbmParams;
+use quantpipe_models::neural::{gather_windows, sequence_names, LstmParams};
 use quantpipe_models::{Dataset, ModelSpec, Task};
 use quantpipe_registry::{NewVersion, Stage};
 use quantpipe_serve::config::LiveConfig;
@@ -157,6 +158,78 @@ async fn live_bars_give_the_training_paths_features_and_prediction() {
     t.cleanup().await;
 }
 
+/// An LSTM reads the last `window` feature rows: the server builds the window from the rows it keeps
+/// per symbol, and the prediction equals the model's on the training path's window, bit for bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lstm_is_served_from_the_window_of_live_feature_rows() {
+    let bars = sample();
+    let set = FeatureSet::standard();
+    let frame = compute(&set, &bars);
+    let window = 4;
+    let warm = (0..bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap();
+    let ends: Vec<usize> = (warm + window..warm + 1_200).collect();
+    let x = gather_windows(&frame.columns, &ends, window);
+    let y: Vec<f64> = ends.iter().map(|&i| f64::from(u8::from(bars.close[i + 1] > bars.close[i]))).collect();
+    let names = sequence_names(&frame.names, window);
+    let params = LstmParams { window, hidden: 8, max_epochs: 2, ..Default::default() };
+    let data = Dataset { features: &x, feature_names: &names, labels: &y, weights: None, label_windows: None };
+    let model = quantpipe_models::fit(&ModelSpec::Lstm(params), None, &data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    let t = sqlite().await;
+    let new = NewVersion {
+        family: "lstm".into(),
+        feature_set: "standard".into(),
+        feature_set_hash: set.hash(),
+        feature_names: names.clone(),
+        ..new_version("price", 1, Stage::Staging)
+    };
+    let v = t.registry.register(&P, &new, files, "test").await.unwrap();
+    promote(&t.registry, &v.reference()).await;
+
+    let n = warm + 1_300;
+    let (addr, stop, handle) = serve(&t, &ServeConfigBuilder::live()).await;
+    let mut client = Client::connect(addr).await;
+    // Too little history for a window: warming up, naming the lagged inputs.
+    let reply = client.post("/bars", &json!({"symbol": "BTCUSD", "bars": bars_json(&bars, 0..2)})).await;
+    assert_eq!(reply.status, 200);
+    let early = client.post("/predict", &json!({"model_name": "price", "symbol": "BTCUSD"})).await;
+    assert_eq!((early.status, early.json()["error"]["code"].as_str()), (422, Some("warming_up")), "{}", early.text());
+    let reply = client.post("/bars", &json!({"symbol": "BTCUSD", "bars": bars_json(&bars, 2..n)})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for i in [n - 1, n] {
+        if i == n {
+            client.post("/bars", &json!({"symbol": "BTCUSD", "bars": bars_json(&bars, n..n + 1)})).await;
+        }
+        let expected = model.predict(&gather_windows(&frame.columns, &[i], window)).unwrap()[0];
+        let reply = client.post("/predict", &json!({"model_name": "price", "symbol": "BTCUSD"})).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["probability"].as_f64().unwrap(), expected, "bar {i}");
+    }
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+
+    // A server keeping fewer rows than the window says how many it needs.
+    let mut config = ServeConfigBuilder::live();
+    config.live.as_mut().unwrap().history = 2;
+    let (addr, stop, handle) = serve(&t, &config).await;
+    let mut client = Client::connect(addr).await;
+    client.post("/bars", &json!({"symbol": "BTCUSD", "bars": bars_json(&bars, 0..n)})).await;
+    let short = client.post("/predict", &json!({"model_name": "price", "symbol": "BTCUSD"})).await;
+    assert_eq!((short.status, short.json()["error"]["code"].as_str()), (422, Some("history_too_short")));
+    assert!(short.text().contains("history = 3"), "{}", short.text());
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    t.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_live_features_bars_are_refused_clearly() {
     let t = sqlite().await;
@@ -181,7 +254,7 @@ impl ServeConfigBuilder {
         let mut config = quantpipe_serve::ServeConfig::default();
         config.server.addr = "127.0.0.1:0".into();
         config.server.log_flush_ms = 50;
-        config.live = Some(LiveConfig { feature_set: "standard".into(), max_symbols: 100 });
+        config.live = Some(LiveConfig { feature_set: "standard".into(), max_symbols: 100, history: 63 });
         config
     }
 }
