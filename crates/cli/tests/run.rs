@@ -473,3 +473,48 @@ fn sigma_reversion_gate_reports_its_approval_rate() {
     assert!(rate > 0.0 && rate < 1.0, "approval rate {rate}");
     assert!(m["oos_scores"]["roc_auc"].as_f64().unwrap() > 0.5);
 }
+
+/// The price-predictor example: an LSTM over windows of 16 feature rows beside LightGBM, on the same
+/// dataset rows (shortened to 3 epochs here; the example trains up to 30).
+#[test]
+fn an_lstm_pipeline_trains_on_windows_of_feature_rows_beside_lightgbm() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run");
+    let text = std::fs::read_to_string(repo("examples/filusdt_price_lstm.toml")).unwrap();
+    assert!(text.contains("max_epochs = 30"));
+    let config = home.path().join("price.toml");
+    std::fs::write(&config, text.replace("max_epochs = 30", "max_epochs = 3")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+        .args(["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"])
+        .env("QUANTPIPE_HOME", home.path())
+        .env("QUANTPIPE_SHARED_DATA", shared_data())
+        .env_remove("QUANTPIPE_DATABASE_URL")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let (lstm, gbdt) = (&v["models"][0], &v["models"][1]);
+    assert_eq!((lstm["family"].as_str(), gbdt["family"].as_str()), (Some("lstm"), Some("lightgbm")));
+    // Both models are scored on the same rows: those with a whole window after the warm-up.
+    assert_eq!(lstm["oos_rows"], gbdt["oos_rows"]);
+    assert!(lstm["oos_scores"]["ic"].as_f64().unwrap().is_finite());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("models/fil_price_lstm_1h/model.json")).unwrap()).unwrap();
+    let train: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("models/fil_price_lstm_1h/train.json")).unwrap()).unwrap();
+    let inputs: Vec<&str> = meta["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let features = train["features"].as_u64().unwrap() as usize;
+    assert_eq!(inputs.len(), 16 * features, "a window of 16 rows of every feature");
+    assert!(inputs[0].ends_with("[t-15]") && inputs[inputs.len() - 1].ends_with("[t]"), "{:?}", &inputs[..2]);
+    assert!(meta["training"]["epochs"].as_u64().unwrap() <= 3);
+    assert_eq!(train["window"], 16);
+    // Predictions are returns that vary, not a constant.
+    let predictions: Vec<f64> = read_predictions(&out_dir.join("predictions.csv"))
+        .into_iter()
+        .filter(|p| p.model == "fil_price_lstm_1h")
+        .map(|p| p.prediction)
+        .collect();
+    assert_eq!(predictions.len() as u64, lstm["oos_rows"].as_u64().unwrap());
+    let (lo, hi) = predictions.iter().fold((f64::MAX, f64::MIN), |(a, b), &p| (a.min(p), b.max(p)));
+    assert!(hi - lo > 1e-5 && hi.abs() < 0.1, "predictions from {lo} to {hi}");
+}

@@ -492,7 +492,7 @@ impl Network {
     /// PyTorch's default initialisation: U(±1/√fan_in) for dense layers (weight and bias), U(±1/√hidden)
     /// for LSTMs.
     fn initial_weights(arch: &Architecture, inputs: usize, outputs: usize, seed: u64) -> HashMap<String, Tensor> {
-        let mut rng = SplitMix64(seed ^ 0x5EED_0F4E_75);
+        let mut rng = SplitMix64(seed ^ 0x005E_ED0F_4E75);
         let mut weights = HashMap::new();
         let mut fan_in = inputs;
         for (name, shape) in arch.tensors(inputs, outputs) {
@@ -699,6 +699,9 @@ impl PlainNetwork {
     }
 }
 
+/// Per row, per output, per feature contributions; and the raw outputs at the zero row.
+type Attributions = (Vec<Vec<Vec<f64>>>, Vec<f64>);
+
 /// A fitted MLP or LSTM.
 pub struct NeuralModel {
     network: Network,
@@ -723,7 +726,7 @@ impl NeuralModel {
     pub fn fit_lstm(data: &Dataset, params: &LstmParams) -> Result<NeuralModel, ModelError> {
         let task = params.task()?;
         let d = data.n_features();
-        if d % params.window != 0 {
+        if !d.is_multiple_of(params.window) {
             return Err(ModelError::InvalidData(format!(
                 "an LSTM with window = {} takes rows of {} steps × features, and {d} inputs are not a whole \
                  number of steps (quantpipe run and quantpipe train build the windows from the feature set)",
@@ -960,7 +963,7 @@ impl NeuralModel {
     /// Integrated gradients of each output's raw value, for every row of `rows` (row-major) at once:
     /// `[row][output][feature]` contributions (regression: on the target's scale), and the outputs at
     /// the zero row. `steps` midpoints on the straight path from the zero row to each row.
-    fn integrated_gradients(&self, rows: &[f64], steps: usize) -> candle_core::Result<(Vec<Vec<Vec<f64>>>, Vec<f64>)> {
+    fn integrated_gradients(&self, rows: &[f64], steps: usize) -> candle_core::Result<Attributions> {
         let d = self.feature_names.len();
         let n = rows.len() / d;
         let path: Vec<f32> = rows

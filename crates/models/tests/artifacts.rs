@@ -15,6 +15,7 @@ use common::{data, python, read_f64, write_f64};
 use quantpipe_core::preprocess::{Impute, PreprocessSpec, Preprocessor};
 use quantpipe_models::lightgbm::{LightGbmModel, LightGbmParams};
 use quantpipe_models::linear::{LinearParams, LogisticParams};
+use quantpipe_models::neural::{LstmParams, MlpParams, NeuralObjective};
 use quantpipe_models::svm::SvmParams;
 use quantpipe_models::{fit, load, Dataset, ModelSpec, Task};
 use serde::{Deserialize, Serialize};
@@ -166,6 +167,20 @@ fn golden_specs() -> Vec<(&'static str, ModelSpec, Option<PreprocessSpec>)> {
             Some(PreprocessSpec { impute: Impute::Median, winsorize: 0.01, standardize: true }),
         ),
         ("svm_rbf_binary_v1", ModelSpec::Svm(SvmParams { calibration_folds: 3, ..Default::default() }), None),
+        ("mlp_binary_v1", ModelSpec::Mlp(MlpParams { hidden: vec![16, 8], max_epochs: 3, ..Default::default() }), None),
+        (
+            // Rows of 10 features read as windows of 2 steps × 5 (the format is what is pinned here).
+            "lstm_regression_v1",
+            ModelSpec::Lstm(LstmParams {
+                objective: NeuralObjective::Regression,
+                window: 2,
+                hidden: 8,
+                head: vec![4],
+                max_epochs: 3,
+                ..Default::default()
+            }),
+            None,
+        ),
     ]
 }
 
@@ -216,8 +231,9 @@ fn golden_artifacts_of_earlier_versions_load_and_predict_the_same() {
         let expected: Expected =
             serde_json::from_slice(&std::fs::read(golden().join(format!("{name}.expected.json"))).unwrap()).unwrap();
         assert!(expected.rows.iter().flatten().any(Option::is_none), "{name}: the rows include missing values");
-        // Linear families and SVMs always carry preprocessing (their default imputes and standardises).
-        let linear = name.starts_with("logistic") || name.starts_with("linear") || name.starts_with("svm");
+        // Linear families, SVMs and neural nets always carry preprocessing (their default imputes and
+        // standardises).
+        let linear = ["logistic", "linear", "svm", "mlp", "lstm"].iter().any(|f| name.starts_with(f));
         assert_eq!(pre.is_some() || linear, meta_has_preprocess(&dir), "{name}");
         for (row, want) in expected.rows.iter().zip(&expected.predictions) {
             let row: Vec<f64> = row.iter().map(|v| v.unwrap_or(f64::NAN)).collect();

@@ -225,7 +225,7 @@ pub struct ModelConfig {
     /// best is the one registered, and every one counts as a trial in the deflated Sharpe ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSpec>,
-    /// `kind = "lightgbm" | "logistic" | "linear" | "svm"` and the family's parameters (docs/models.md); the
+    /// `kind = "lightgbm" | "logistic" | "linear" | "svm" | "mlp" | "lstm" | "ensemble"` and the family's parameters (docs/models.md); the
     /// family's parameter struct refuses unknown keys.
     #[serde(flatten)]
     pub spec: ModelSpec,

@@ -1,8 +1,10 @@
 //! Live features: bars pushed with `POST /bars` run through per-symbol streaming state built from
 //! the same kernels as training (`quantpipe_features::FeatureState`), so a model sees live exactly
-//! the numbers it was trained on. `POST /predict` with a `symbol` reads that symbol's latest row.
+//! the numbers it was trained on. `POST /predict` with a `symbol` reads that symbol's latest row, and
+//! for a model that reads a window of rows (an LSTM) the rows before it, kept per symbol up to
+//! `live.history`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use quantpipe_features::kernels::Bar;
