@@ -15,4 +15,5 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # shellcheck disable=SC2086 # BENCH_ARGS: extra arguments for the example, split on spaces
 q=$("${CARGO_TARGET_DIR:-target}/release/examples/$1" "$file" "$work" ${BENCH_ARGS:-})
-p=$(.venv/bin/python "bench/$2" "$work")
+# shellcheck disable=SC2086 # PY_ARGS: extra arguments for the Python side
+p=$(.venv/bin/python "bench/$2" "$work" ${PY_ARGS:-})

@@ -228,8 +228,8 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
     };
     input.stages.push(&report_record);
     input.seconds = started.elapsed().as_secs_f64();
-    report::write(&input, &files)?;
-    observer.stage_finished(&report_record);
+    let warnings = report::write(&input, &files)?;
+    observer.stage_finished(&StageRecord { warnings, ..report_record.clone() });
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report::summary(&input, &files))?);

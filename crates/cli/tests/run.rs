@@ -166,6 +166,18 @@ fn quickstart_runs_every_stage_registers_and_reports_and_repeats_exactly() {
         serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["models"], v["models"]);
     check_in_browser(&out_dir.join("report.html"));
+    // Every chart is also a PNG, named after its title, at twice the chart's size.
+    let mut pngs: Vec<PathBuf> =
+        std::fs::read_dir(out_dir.join("charts")).unwrap().map(|e| e.unwrap().path()).collect();
+    pngs.sort();
+    assert_eq!(pngs.len(), html.matches("<svg class=\"chart\"").count());
+    assert!(pngs.iter().any(|p| p.file_name().unwrap().to_str().unwrap().contains("equity")), "{pngs:?}");
+    for png in &pngs {
+        let bytes = std::fs::read(png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{}: {} bytes", png.display(), bytes.len());
+        // IHDR: width at bytes 16..20, big-endian; charts are 820 units wide.
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 1640, "{}", png.display());
+    }
 
     // Same config, same data: same metrics and the same model bytes.
     let home2 = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ pub mod ticks;
 use std::collections::VecDeque;
 
 use kernels::*;
+use quantpipe_core::parallel::{map_in_parallel, workers_for};
 use quantpipe_core::Bars;
 use serde::{Deserialize, Serialize};
 
@@ -995,25 +996,27 @@ pub struct FeatureFrame {
 /// path). Kernel by kernel rather than bar by bar, so each kernel's state stays hot in cache; the
 /// values are the same bits either way (tested against `FeatureState`).
 pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
-    let names = set.columns();
+    compute_with_threads(set, bars, workers_for(set.features.len()))
+}
+
+/// [`compute`] over `threads` threads: each indicator's kernel runs over every bar on one thread
+/// (indicators are independent), so the frame is the same whatever the thread count.
+pub fn compute_with_threads(set: &FeatureSet, bars: &Bars, threads: usize) -> FeatureFrame {
     let n = bars.len();
-    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(names.len());
-    let mut out = Vec::new();
-    for feature in &set.features {
+    let per_indicator = map_in_parallel(&set.features, threads, |_, feature| {
         let mut kernel = feature.kernel();
         let w = kernel.width();
-        let first = columns.len();
-        columns.extend((0..w).map(|_| Vec::with_capacity(n)));
-        out.clear();
-        out.resize(w, f64::NAN);
+        let mut columns: Vec<Vec<f64>> = (0..w).map(|_| Vec::with_capacity(n)).collect();
+        let mut out = vec![f64::NAN; w];
         for i in 0..n {
             kernel.update(&Bar::at(bars, i), &mut out);
-            for (k, &v) in out.iter().enumerate() {
-                columns[first + k].push(v);
+            for (column, &v) in columns.iter_mut().zip(&out) {
+                column.push(v);
             }
         }
-    }
-    FeatureFrame { ts: bars.ts.clone(), names, columns }
+        columns
+    });
+    FeatureFrame { ts: bars.ts.clone(), names: set.columns(), columns: per_indicator.into_iter().flatten().collect() }
 }
 
 /// `compute` for many series at once, spread over `threads` OS threads (the machine's core count
@@ -1031,7 +1034,8 @@ pub fn compute_many(set: &FeatureSet, series: &[&Bars], threads: usize) -> Vec<F
                 if i >= series.len() {
                     break;
                 }
-                let frame = compute(set, series[i]);
+                // Series are the unit of parallelism here; each is computed on one thread.
+                let frame = compute_with_threads(set, series[i], 1);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(frame);
                 }

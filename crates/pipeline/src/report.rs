@@ -21,6 +21,8 @@ pub struct RunFiles {
     pub report: PathBuf,
     pub summary: PathBuf,
     pub predictions: PathBuf,
+    /// Every chart of the report as a PNG.
+    pub charts: PathBuf,
     pub models: Vec<PathBuf>,
 }
 
@@ -66,6 +68,7 @@ pub fn files(dir: &Path, evaluated: &Evaluated) -> RunFiles {
         report: dir.join("report.html"),
         summary: dir.join("summary.json"),
         predictions: dir.join("predictions.csv"),
+        charts: dir.join("charts"),
         models: evaluated.models.iter().map(|m| m.artifact.clone()).collect(),
     }
 }
@@ -94,14 +97,16 @@ pub fn summary<'a>(input: &'a ReportInput<'a>, files: &'a RunFiles) -> Summary<'
     }
 }
 
-/// Writes summary.json and report.html (after [`write_predictions`], which they list).
-pub fn write(input: &ReportInput, files: &RunFiles) -> Result<(), PipelineError> {
+/// Writes summary.json, report.html and its charts as PNGs (after [`write_predictions`], which they
+/// list); returns warnings (no font for the PNGs' text).
+pub fn write(input: &ReportInput, files: &RunFiles) -> Result<Vec<String>, PipelineError> {
     let summary = summary(input, files);
     let json = serde_json::to_vec_pretty(&summary).expect("serialises");
     std::fs::write(&files.summary, json).map_err(|e| PipelineError::io(&files.summary, e))?;
     let html = html(input, files);
+    let (_, warnings) = crate::png::write_charts(&html, &files.charts)?;
     std::fs::write(&files.report, html).map_err(|e| PipelineError::io(&files.report, e))?;
-    Ok(())
+    Ok(warnings)
 }
 
 /// Writes predictions.csv: every out-of-sample prediction with its position and return.
@@ -598,6 +603,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
         escape(&rel(&files.predictions))
     );
     let _ = write!(h, "<li><code>{}</code>: this run as JSON</li>", escape(&rel(&files.summary)));
+    let _ = write!(h, "<li><code>{}/</code>: every chart of this page as a PNG</li>", escape(&rel(&files.charts)));
     for m in &e.models {
         let _ = write!(
             h,
