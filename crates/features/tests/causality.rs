@@ -1,5 +1,6 @@
 //! One code path and no look-ahead, checked for every feature of the standard set on real data:
-//! - streaming (a `FeatureState` fed bar by bar) equals batch `compute`, bit for bit;
+//! - streaming (a `FeatureState` fed bar by bar) equals batch `compute`, bit for bit, and `compute`
+//!   gives the same frame on one thread as on several;
 //! - truncating the series after bar t, or changing every bar after t, never changes a value at or
 //!   before t.
 
@@ -9,7 +10,7 @@ use quantpipe_core::{Bars, Symbol};
 use quantpipe_data::quality::{validate, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_features::kernels::Bar;
-use quantpipe_features::{compute, FeatureSet, FeatureState};
+use quantpipe_features::{compute, compute_with_threads, FeatureSet, FeatureState};
 
 fn fil_bars(n: usize) -> Bars {
     let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
@@ -31,6 +32,13 @@ fn streaming_equals_batch_bit_for_bit() {
     let bars = fil_bars(20_000);
     let set = FeatureSet::standard();
     let batch = compute(&set, &bars);
+    for threads in [1, 3] {
+        let other = compute_with_threads(&set, &bars, threads);
+        assert_eq!(other.names, batch.names);
+        for (k, (a, b)) in other.columns.iter().zip(&batch.columns).enumerate() {
+            assert!(a.iter().zip(b).all(|(x, y)| same(*x, *y)), "{} on {threads} thread(s)", batch.names[k]);
+        }
+    }
     let mut state = FeatureState::new(&set);
     for i in 0..bars.len() {
         let row = state.update(&Bar::at(&bars, i)).to_vec();
