@@ -2,7 +2,8 @@
 same preprocessed rows; writes little-endian f64: test predictions, then coefficients, then intercept.
 
 usage: linear_ref.py KIND PARAMS_JSON X_TRAIN.f64 Y_TRAIN.f64 X_TEST.f64 COLUMNS OUT.f64
-KIND: logistic (params: c) | ols | elasticnet (params: alpha, l1_ratio)
+KIND: logistic (params: c, and penalty "l1" or "elasticnet" with l1_ratio: solved by saga) | ols |
+      elasticnet (params: alpha, l1_ratio)
 """
 
 import json
@@ -17,7 +18,13 @@ d = int(columns)
 x = np.fromfile(x_train, dtype="<f8").reshape(-1, d)
 y = np.fromfile(y_train, dtype="<f8")
 t = np.fromfile(x_test, dtype="<f8").reshape(-1, d)
-if kind == "logistic":
+if kind == "logistic" and params.get("penalty", "l2") != "l2":
+    m = LogisticRegression(
+        C=params["c"], penalty=params["penalty"], l1_ratio=params.get("l1_ratio"), solver="saga", tol=1e-12,
+        max_iter=200_000,
+    ).fit(x, y.astype(int))
+    pred, coef, intercept = m.predict_proba(t)[:, 1], m.coef_.ravel(), m.intercept_[0]
+elif kind == "logistic":
     m = LogisticRegression(C=params["c"], solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y.astype(int))
     pred, coef, intercept = m.predict_proba(t)[:, 1], m.coef_.ravel(), m.intercept_[0]
 elif kind == "ols":
