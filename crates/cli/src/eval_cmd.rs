@@ -43,6 +43,11 @@ pub struct LabelArgs {
 }
 
 impl LabelArgs {
+    /// Whether any label option was given.
+    pub fn is_given(&self) -> bool {
+        self.label.is_some() || self.kind.is_some() || !self.params.is_empty()
+    }
+
     pub fn spec(&self) -> Result<LabelSpec> {
         let (mut text, source) = match (&self.label, &self.kind) {
             (Some(path), None) => (

@@ -17,7 +17,7 @@ use crate::eval_cmd::{BarsArgs, LabelArgs};
 use crate::features_cmd::{load_bars, load_set};
 use crate::models_cmd::{block_on, register_dir, RegistryArgs};
 use crate::render::{right, table};
-use quantpipe_data::store::content_hash;
+use quantpipe_data::store::{content_hash, hash_columns};
 use quantpipe_registry::ModelVersion;
 
 #[derive(Args)]
@@ -32,6 +32,16 @@ pub struct TrainArgs {
     /// The label column to learn (default: the label's own target, e.g. dir_1h).
     #[arg(long)]
     target: Option<String>,
+    /// Train on a table's rows instead of bars (CSV, e.g. a bot's trade records): every numeric column
+    /// but --target, --time and --ignore is a feature; rows in time order, the last --test-fraction held out.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["symbol", "input"])]
+    table: Option<PathBuf>,
+    /// With --table: the column holding each row's time (ISO-8601 or epoch); rows must be in its order.
+    #[arg(long, requires = "table", value_name = "COLUMN")]
+    time: Option<String>,
+    /// With --table: columns that are not features (ids, symbols, free text), comma-separated.
+    #[arg(long, requires = "table", value_delimiter = ',', value_name = "COLUMN,...")]
+    ignore: Vec<String>,
     /// Model file (TOML): `kind = "lightgbm"`, its parameters, and optionally a `[preprocess]` table.
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
@@ -154,9 +164,26 @@ fn print_outcome(report: &TrainReport, registered: Option<(i64, &ModelVersion)>,
     Ok(())
 }
 
+/// Training rows from either source, before the split: inputs row-major in time order, raw targets,
+/// and the label windows used for purging (bars) or none (independent table rows).
+struct Rows {
+    data: String,
+    feature_set: String,
+    feature_set_hash: String,
+    features: usize,
+    dataset_hash: String,
+    label: serde_json::Value,
+    label_lookahead: String,
+    target: String,
+    names: Vec<String>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    /// Label start and end times per row, or `None` for a table (rows are independent records).
+    windows: Option<(Vec<i64>, Vec<i64>)>,
+}
+
 /// Trains, scores, saves the artifact directory and its train.json.
 fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
-    let spec = args.label.spec()?;
     let model_text =
         std::fs::read_to_string(&args.model).with_context(|| format!("reading model file {}", args.model.display()))?;
     let model_file: ModelFile =
@@ -165,32 +192,23 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     if !(args.test_fraction > 0.0 && args.test_fraction < 0.9) {
         bail!("--test-fraction {}: expected 0 < f < 0.9", args.test_fraction);
     }
-    let set = load_set(&args.set)?;
-    let loaded = load_bars(home, args.bars.symbol.clone(), args.bars.timeframe.clone(), args.bars.input.clone())?;
-    let frame = compute(&set, &loaded.bars);
-    let labels = spec.compute(&loaded.bars, None)?;
-    let target = args.target.clone().unwrap_or_else(|| labels.target.clone());
-    let Some(y_all) = labels.column(&target) else {
-        let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
-        bail!("--target {target:?} is not a column of this label (columns: {})", names.join(", "));
+    let rows = match &args.table {
+        Some(path) => table_rows(path, args, &model_file)?,
+        None => bar_rows(home, args, &model_file)?,
     };
-    // Rows from the end of the feature set's warm-up (the first bar where every feature has a value),
-    // and for a model reading several rows per input (an LSTM) a whole window after it.
-    let d = frame.names.len();
-    let window = model_file.spec.window();
-    let warm = (0..loaded.bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(0);
-    let first_bar = warm + window - 1;
-    let keep: Vec<usize> = (0..labels.len()).filter(|&k| labels.row[k] >= first_bar && y_all[k].is_finite()).collect();
-    if keep.len() < 100 {
-        bail!("{}: only {} labelled rows after the features' warm-up", loaded.name, keep.len());
+    let n = rows.y.len();
+    let width = rows.names.len();
+    if n < 100 {
+        bail!("{}: only {n} labelled rows", rows.data);
     }
     // Class values → 0..k, in sorted order.
     let classes: Option<Vec<f64>> = task.is_classification().then(|| {
-        let mut v: Vec<f64> = keep.iter().map(|&k| y_all[k]).collect();
+        let mut v = rows.y.clone();
         v.sort_by(f64::total_cmp);
         v.dedup();
         v
     });
+    let target = &rows.target;
     if let Some(values) = &classes {
         if values.len() != task.outputs().max(2) {
             bail!(
@@ -204,28 +222,27 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         Some(values) => values.iter().position(|&c| c == v).expect("a seen value") as f64,
         None => v,
     };
-    let cut = keep.len() - ((keep.len() as f64 * args.test_fraction).round() as usize).max(1);
-    let first_test_ts = labels.ts[keep[cut]];
-    let train_rows: Vec<usize> = keep[..cut].iter().copied().filter(|&k| labels.end_ts[k] < first_test_ts).collect();
-    let test_rows = &keep[cut..];
-    let gather = |rows: &[usize]| -> Vec<f64> {
-        let ends: Vec<usize> = rows.iter().map(|&k| labels.row[k]).collect();
-        gather_windows(&frame.columns, &ends, window)
+    let cut = n - ((n as f64 * args.test_fraction).round() as usize).max(1);
+    let train_rows: Vec<usize> = match &rows.windows {
+        // Training rows whose labels reach into the test rows are purged.
+        Some((start, end)) => (0..cut).filter(|&i| end[i] < start[cut]).collect(),
+        None => (0..cut).collect(),
     };
-    let names = match window {
-        1 => frame.names.clone(),
-        w => sequence_names(&frame.names, w),
+    let test_rows: Vec<usize> = (cut..n).collect();
+    let gather = |idx: &[usize]| -> Vec<f64> {
+        idx.iter().flat_map(|&i| rows.x[i * width..(i + 1) * width].iter().copied()).collect()
     };
-    let (x_train, x_test) = (gather(&train_rows), gather(test_rows));
-    let y_train: Vec<f64> = train_rows.iter().map(|&k| encode(y_all[k])).collect();
-    let y_test: Vec<f64> = test_rows.iter().map(|&k| encode(y_all[k])).collect();
-    let (start, end): (Vec<i64>, Vec<i64>) = train_rows.iter().map(|&k| (labels.ts[k], labels.end_ts[k])).unzip();
+    let (x_train, x_test) = (gather(&train_rows), gather(&test_rows));
+    let y_train: Vec<f64> = train_rows.iter().map(|&i| encode(rows.y[i])).collect();
+    let y_test: Vec<f64> = test_rows.iter().map(|&i| encode(rows.y[i])).collect();
+    let windows: Option<(Vec<i64>, Vec<i64>)> =
+        rows.windows.as_ref().map(|(s, e)| train_rows.iter().map(|&i| (s[i], e[i])).unzip());
     let data = Dataset {
         features: &x_train,
-        feature_names: &names,
+        feature_names: &rows.names,
         labels: &y_train,
         weights: None,
-        label_windows: Some((&start, &end)),
+        label_windows: windows.as_ref().map(|(s, e)| (s.as_slice(), e.as_slice())),
     };
     let started = std::time::Instant::now();
     let model = fit(&model_file.spec, model_file.preprocess.as_ref(), &data)?;
@@ -239,14 +256,14 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     let report = TrainReport {
-        data: loaded.name.clone(),
-        feature_set: set.name.clone(),
-        feature_set_hash: set.hash(),
-        features: d,
-        dataset_hash: content_hash(&loaded.bars),
-        label: serde_json::to_value(&spec)?,
-        label_lookahead: lookahead_text(&spec),
-        target,
+        data: rows.data.clone(),
+        feature_set: rows.feature_set.clone(),
+        feature_set_hash: rows.feature_set_hash.clone(),
+        features: rows.features,
+        dataset_hash: rows.dataset_hash.clone(),
+        label: rows.label.clone(),
+        label_lookahead: rows.label_lookahead.clone(),
+        target: target.clone(),
         classes,
         train_rows: train_rows.len(),
         purged_rows: cut - train_rows.len(),
@@ -262,6 +279,160 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     std::fs::write(args.output.join("train.json"), &json)
         .with_context(|| format!("writing {}", args.output.join("train.json").display()))?;
     Ok(report)
+}
+
+/// Features and a label over bars (stored or from a file).
+fn bar_rows(home: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<Rows> {
+    let spec = args.label.spec()?;
+    let set = load_set(&args.set)?;
+    let loaded = load_bars(home, args.bars.symbol.clone(), args.bars.timeframe.clone(), args.bars.input.clone())?;
+    let frame = compute(&set, &loaded.bars);
+    let labels = spec.compute(&loaded.bars, None)?;
+    let target = args.target.clone().unwrap_or_else(|| labels.target.clone());
+    let Some(y_all) = labels.column(&target) else {
+        let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
+        bail!("--target {target:?} is not a column of this label (columns: {})", names.join(", "));
+    };
+    // Rows from the end of the feature set's warm-up (the first bar where every feature has a value),
+    // and for a model reading several rows per input (an LSTM) a whole window after it.
+    let window = model_file.spec.window();
+    let warm = (0..loaded.bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(0);
+    let first_bar = warm + window - 1;
+    let keep: Vec<usize> = (0..labels.len()).filter(|&k| labels.row[k] >= first_bar && y_all[k].is_finite()).collect();
+    let ends: Vec<usize> = keep.iter().map(|&k| labels.row[k]).collect();
+    let names = match window {
+        1 => frame.names.clone(),
+        w => sequence_names(&frame.names, w),
+    };
+    Ok(Rows {
+        data: loaded.name.clone(),
+        feature_set: set.name.clone(),
+        feature_set_hash: set.hash(),
+        features: frame.names.len(),
+        dataset_hash: content_hash(&loaded.bars),
+        label: serde_json::to_value(&spec)?,
+        label_lookahead: lookahead_text(&spec),
+        target,
+        names,
+        x: gather_windows(&frame.columns, &ends, window),
+        y: keep.iter().map(|&k| y_all[k]).collect(),
+        windows: Some(keep.iter().map(|&k| (labels.ts[k], labels.end_ts[k])).unzip()),
+    })
+}
+
+/// Rows of a table (CSV, e.g. a bot's trade records): every column but the target, `--time` and
+/// `--ignore` ones is a numeric feature (empty, `NaN` or `null` cells are missing values).
+fn table_rows(path: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<Rows> {
+    if args.bars.symbol.is_some() || args.bars.input.is_some() || args.label.is_given() {
+        bail!("--table trains on the table's own columns: leave out the symbol, --input, --label and --kind");
+    }
+    if model_file.spec.window() > 1 {
+        bail!("an LSTM reads windows of consecutive bars; a table's rows are independent records (use kind = \"mlp\")");
+    }
+    let Some(target) = args.target.clone() else {
+        bail!("--table needs --target COLUMN, the column to learn");
+    };
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {file}"))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
+    let header: Vec<String> =
+        reader.headers().with_context(|| format!("{file}: header"))?.iter().map(String::from).collect();
+    let find = |name: &str, flag: &str| -> Result<usize> {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{file}: {flag} {name:?} is not a column (columns: {})", header.join(", ")))
+    };
+    let target_col = find(&target, "--target")?;
+    let time_col = args.time.as_deref().map(|t| find(t, "--time")).transpose()?;
+    for ignored in &args.ignore {
+        find(ignored, "--ignore")?;
+    }
+    let feature_cols: Vec<usize> = (0..header.len())
+        .filter(|&c| c != target_col && Some(c) != time_col && !args.ignore.contains(&header[c]))
+        .collect();
+    if feature_cols.is_empty() {
+        bail!("{file}: no feature columns left besides the target");
+    }
+    let (mut x, mut y, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, record) in reader.records().enumerate() {
+        // Row numbers as a spreadsheet shows them: the header is row 1.
+        let row = i + 2;
+        let record = record.with_context(|| format!("{file}: row {row}"))?;
+        let cell = |c: usize| record.get(c).unwrap_or("").trim();
+        let number = |c: usize| -> Result<f64> {
+            match cell(c) {
+                "" | "NaN" | "nan" | "null" | "NA" => Ok(f64::NAN),
+                text => match text.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(v),
+                    Ok(v) => bail!("{file}: row {row}, column {:?}: {v} (only finite numbers or an empty cell)", header[c]),
+                    Err(_) => bail!(
+                        "{file}: row {row}, column {:?}: {text:?} is not a number (leave text columns out with --ignore {})",
+                        header[c],
+                        header[c]
+                    ),
+                },
+            }
+        };
+        let label = number(target_col)?;
+        if label.is_nan() {
+            bail!("{file}: row {row}: the target {target:?} is empty");
+        }
+        for &c in &feature_cols {
+            x.push(number(c)?);
+        }
+        y.push(label);
+        if let Some(c) = time_col {
+            let text = cell(c);
+            let Some(ts) = row_time(text) else {
+                bail!(
+                    "{file}: row {row}, column {:?}: {text:?} is not a time (ISO-8601 such as 2023-10-01T12:30:00Z, or epoch)",
+                    header[c]
+                );
+            };
+            if times.last().is_some_and(|&last| ts < last) {
+                bail!("{file}: row {row}: {:?} goes back in time; sort the table by it first", header[c]);
+            }
+            times.push(ts);
+        }
+    }
+    let names: Vec<String> = feature_cols.iter().map(|&c| header[c].clone()).collect();
+    Ok(Rows {
+        data: file,
+        feature_set: "table".into(),
+        feature_set_hash: String::new(),
+        features: names.len(),
+        dataset_hash: {
+            let columns: Vec<(&str, Vec<f64>)> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (n.as_str(), x.iter().skip(k).step_by(names.len()).copied().collect()))
+                .chain(std::iter::once((target.as_str(), y.clone())))
+                .collect();
+            let views: Vec<(&str, &[f64])> = columns.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            hash_columns(&times, &views)
+        },
+        label: serde_json::json!({"table": path, "target": target, "time": args.time}),
+        label_lookahead: String::new(),
+        target,
+        names,
+        x,
+        y,
+        windows: None,
+    })
+}
+
+/// A table row's time, for ordering: an epoch number (any unit) or an ISO-8601 UTC time (fractions
+/// of a second and a trailing `Z` allowed).
+fn row_time(text: &str) -> Option<i64> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let whole = text.trim_end_matches('Z');
+    let (whole, fraction) = whole.split_once('.').unwrap_or((whole, ""));
+    let ms = quantpipe_pipeline::config::parse_utc(whole).ok()?;
+    let fraction: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+    Some(ms + fraction)
 }
 
 /// `1h`, or `60b` for a horizon counted in bars.
@@ -293,7 +464,8 @@ fn print_report(r: &TrainReport) {
 pub const EXAMPLES: &str = "Examples:\n  \
 quantpipe train FILUSDT --timeframe 1m --kind horizon --param 'horizons=[\"1h\"]' --model docs/models/direction_lightgbm.toml -o models/fil_dir_1h\n  \
 quantpipe train FILUSDT --timeframe 1m --kind horizon --param 'horizons=[\"1h\"]' --target ret_1h --model docs/models/return_regressor.toml -o models/fil_ret --onnx fil_ret.onnx\n  \
-quantpipe train --input bars.csv --kind triple_barrier --param 'horizon=\"2h\"' --model docs/models/barrier_multiclass.toml -o models/tb --json\n\n\
+quantpipe train --input bars.csv --kind triple_barrier --param 'horizon=\"2h\"' --model docs/models/barrier_multiclass.toml -o models/tb --json\n  \
+quantpipe train --table trades.csv --time entry_time --target won --ignore trade_id,symbol --model docs/models/trade_success_classifier.toml -o models/trade_success\n\n\
 The model file names the family and its parameters (docs/models.md), e.g.\n  \
 kind = \"lightgbm\"\n  objective = \"binary\"\n  num_iterations = 200\n  [preprocess]   # optional; trees default to raw values with NaN kept\n  impute = \"median\"\n\n\
 Classes are the target's distinct values in sorted order (class k is the k-th).\n\

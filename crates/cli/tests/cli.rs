@@ -602,3 +602,193 @@ fn killed_registration_leaves_no_half_written_version() {
         );
     }
 }
+
+/// Trade records from real FILUSDT 1m closes: a trade every 30 minutes, held 30 minutes; the entry
+/// features are past returns and range; `won` is whether it closed higher, `pnl_bps` its return, and
+/// `up_15` (whether the last 15 minutes rose) is a target learnable exactly from a feature.
+fn trade_records(path: &Path) -> usize {
+    use std::io::BufRead;
+    let mut close = Vec::new();
+    let mut ts = Vec::new();
+    for line in flate2_reader(&shared("filusdt_perp_1m_2023.csv.gz")).lines().skip(1).take(60_000) {
+        let line = line.unwrap();
+        let f: Vec<&str> = line.split(',').collect();
+        ts.push(f[0].parse::<i64>().unwrap());
+        close.push(f[4].parse::<f64>().unwrap());
+    }
+    let mut out = String::from("trade_id,entry_time,symbol,ret_15,ret_60,range_60,hour,won,pnl_bps,up_15\n");
+    let mut trades = 0;
+    for i in (60..close.len() - 30).step_by(30) {
+        let ret = |lag: usize| (close[i] / close[i - lag]).ln();
+        let window = &close[i - 60..=i];
+        let range =
+            window.iter().cloned().fold(f64::MIN, f64::max) / window.iter().cloned().fold(f64::MAX, f64::min) - 1.0;
+        let pnl = (close[i + 30] / close[i] - 1.0) * 1e4;
+        let secs = ts[i] / 1000;
+        let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let entry = format!("{}T{:02}:{:02}:00Z", civil(days), rest / 3600, rest % 3600 / 60);
+        out.push_str(&format!(
+            "t{trades},{entry},FILUSDT,{},{},{},{},{},{pnl},{}\n",
+            ret(15),
+            ret(60),
+            range,
+            rest / 3600,
+            u8::from(pnl > 0.0),
+            u8::from(ret(15) > 0.0)
+        ));
+        trades += 1;
+    }
+    std::fs::write(path, out).unwrap();
+    trades
+}
+
+/// Days since 1970-01-01 as YYYY-MM-DD (proleptic Gregorian).
+fn civil(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{m:02}-{d:02}", era * 400 + yoe + i64::from(m <= 2))
+}
+
+/// `quantpipe train --table`: the trade-record role templates train on a bot's trade log; text
+/// columns are left out by --ignore, the latest rows are held out, and mistakes name row and column.
+#[test]
+fn trade_record_roles_train_from_a_table() {
+    let home = tempfile::tempdir().unwrap();
+    let table = home.path().join("trades.csv");
+    let trades = trade_records(&table);
+    let table_arg = table.to_str().unwrap().to_string();
+    let train = |model: &str, target: &str, extra: &[&str]| {
+        let model = repo(model);
+        let out = home.path().join(format!("m_{target}"));
+        let mut args = vec![
+            "train",
+            "--table",
+            &table_arg,
+            "--time",
+            "entry_time",
+            "--ignore",
+            "trade_id,symbol",
+            "--target",
+            target,
+            "--model",
+            &model,
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        quantpipe(home.path(), &args)
+    };
+    // A target that is a feature's sign: learnt exactly, so the columns reach the model as named.
+    let v = json(&train("docs/models/trade_success_classifier.toml", "up_15", &[]));
+    assert_eq!(v["features"], 6, "{v}");
+    assert_eq!(v["feature_set"], "table");
+    assert_eq!(v["purged_rows"], 0, "independent records are not purged");
+    let (n_train, n_test) = (v["train_rows"].as_u64().unwrap(), v["test_rows"].as_u64().unwrap());
+    assert_eq!(n_train + n_test, trades as u64);
+    assert_eq!(n_test, (trades as f64 * 0.2).round() as u64);
+    assert!(v["test_scores"]["roc_auc"].as_f64().unwrap() > 0.99, "{v}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("m_up_15/model.json")).unwrap()).unwrap();
+    let names: Vec<&str> = meta["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(names, ["ret_15", "ret_60", "range_60", "hour", "won", "pnl_bps"]);
+
+    // The real roles: success (ignoring the outcome columns, which would leak), confidence, spend.
+    let leak_free = ["--ignore", "trade_id,symbol,pnl_bps,up_15"];
+    let success = json(&train("docs/models/trade_success_classifier.toml", "won", &leak_free));
+    let auc = success["test_scores"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.3 && auc < 0.7, "an honest trade-success AUC on 1-minute crypto is near 0.5: {auc}");
+    for (model, target) in [
+        ("docs/models/trade_exit_classifier.toml", "won"),
+        ("docs/models/trade_recovery_classifier.toml", "won"),
+        ("docs/models/confidence_regressor.toml", "pnl_bps"),
+        ("docs/models/spend_regressor.toml", "pnl_bps"),
+    ] {
+        let ignore = if target == "won" { "trade_id,symbol,pnl_bps,up_15" } else { "trade_id,symbol,won,up_15" };
+        let v = json(&train(model, target, &["--ignore", ignore]));
+        assert_eq!(v["features"], 4, "{model}: {v}");
+        assert!(v["test_scores"].as_object().is_some_and(|s| !s.is_empty()), "{model}: {v}");
+    }
+
+    // Mistakes name the row and the column.
+    let out = quantpipe(
+        home.path(),
+        &[
+            "train",
+            "--table",
+            &table_arg,
+            "--target",
+            "won",
+            "--model",
+            &repo("docs/models/trade_success_classifier.toml"),
+            "-o",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("row 2") && err.contains("\"trade_id\"") && err.contains("--ignore"), "{err}");
+    let contents = std::fs::read_to_string(&table).unwrap();
+    let mut lines: Vec<&str> = contents.lines().collect();
+    lines.swap(5, 6);
+    let shuffled = home.path().join("shuffled.csv");
+    std::fs::write(&shuffled, lines.join("\n")).unwrap();
+    let out = quantpipe(
+        home.path(),
+        &[
+            "train",
+            "--table",
+            shuffled.to_str().unwrap(),
+            "--time",
+            "entry_time",
+            "--ignore",
+            "trade_id,symbol",
+            "--target",
+            "won",
+            "--model",
+            &repo("docs/models/trade_success_classifier.toml"),
+            "-o",
+            "x",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("row 7") && err.contains("back in time"), "{err}");
+    let out = quantpipe(
+        home.path(),
+        &[
+            "train",
+            "--table",
+            &table_arg,
+            "--target",
+            "nope",
+            "--model",
+            &repo("docs/models/trade_success_classifier.toml"),
+            "-o",
+            "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\" is not a column"), "{}", text(&out));
+    let out = quantpipe(
+        home.path(),
+        &[
+            "train",
+            "--table",
+            &table_arg,
+            "--target",
+            "won",
+            "--kind",
+            "horizon",
+            "--model",
+            &repo("docs/models/trade_success_classifier.toml"),
+            "-o",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
