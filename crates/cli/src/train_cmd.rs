@@ -70,20 +70,28 @@ pub struct TrainArgs {
     registry: RegistryArgs,
 }
 
-/// What `train.json` records beside the artifact, and what `--json` prints.
+/// What the training rows were made from: the first fields of `train.json`.
 #[derive(Serialize)]
-struct TrainReport {
+struct Source {
     data: String,
+    /// The feature set's name, or `table` for `--table`.
     feature_set: String,
-    /// blake3 of the feature set's definition.
+    /// blake3 of the feature set's definition (empty for a table).
     feature_set_hash: String,
     features: usize,
-    /// blake3 of the bars trained and tested on.
+    /// blake3 of the bars (or the table's columns) trained and tested on.
     dataset_hash: String,
     label: serde_json::Value,
     /// How far the label looks forward (rows whose label window reaches the test rows are purged).
     label_lookahead: String,
     target: String,
+}
+
+/// What `train.json` records beside the artifact, and what `--json` prints.
+#[derive(Serialize)]
+struct TrainReport {
+    #[serde(flatten)]
+    source: Source,
     /// Label values in class order, for classifiers (class k is the k-th value).
     classes: Option<Vec<f64>>,
     train_rows: usize,
@@ -167,14 +175,7 @@ fn print_outcome(report: &TrainReport, registered: Option<(i64, &ModelVersion)>,
 /// Training rows from either source, before the split: inputs row-major in time order, raw targets,
 /// and the label windows used for purging (bars) or none (independent table rows).
 struct Rows {
-    data: String,
-    feature_set: String,
-    feature_set_hash: String,
-    features: usize,
-    dataset_hash: String,
-    label: serde_json::Value,
-    label_lookahead: String,
-    target: String,
+    source: Source,
     names: Vec<String>,
     x: Vec<f64>,
     y: Vec<f64>,
@@ -199,7 +200,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
     let n = rows.y.len();
     let width = rows.names.len();
     if n < 100 {
-        bail!("{}: only {n} labelled rows", rows.data);
+        bail!("{}: only {n} labelled rows", rows.source.data);
     }
     // Class values → 0..k, in sorted order.
     let classes: Option<Vec<f64>> = task.is_classification().then(|| {
@@ -208,7 +209,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         v.dedup();
         v
     });
-    let target = &rows.target;
+    let target = &rows.source.target;
     if let Some(values) = &classes {
         if values.len() != task.outputs().max(2) {
             bail!(
@@ -256,14 +257,7 @@ fn train_and_save(home: &Path, args: &TrainArgs) -> Result<TrainReport> {
         std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     let report = TrainReport {
-        data: rows.data.clone(),
-        feature_set: rows.feature_set.clone(),
-        feature_set_hash: rows.feature_set_hash.clone(),
-        features: rows.features,
-        dataset_hash: rows.dataset_hash.clone(),
-        label: rows.label.clone(),
-        label_lookahead: rows.label_lookahead.clone(),
-        target: target.clone(),
+        source: rows.source,
         classes,
         train_rows: train_rows.len(),
         purged_rows: cut - train_rows.len(),
@@ -305,14 +299,16 @@ fn bar_rows(home: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<Row
         w => sequence_names(&frame.names, w),
     };
     Ok(Rows {
-        data: loaded.name.clone(),
-        feature_set: set.name.clone(),
-        feature_set_hash: set.hash(),
-        features: frame.names.len(),
-        dataset_hash: content_hash(&loaded.bars),
-        label: serde_json::to_value(&spec)?,
-        label_lookahead: lookahead_text(&spec),
-        target,
+        source: Source {
+            data: loaded.name.clone(),
+            feature_set: set.name.clone(),
+            feature_set_hash: set.hash(),
+            features: frame.names.len(),
+            dataset_hash: content_hash(&loaded.bars),
+            label: serde_json::to_value(&spec)?,
+            label_lookahead: lookahead_text(&spec),
+            target,
+        },
         names,
         x: gather_windows(&frame.columns, &ends, window),
         y: keep.iter().map(|&k| y_all[k]).collect(),
@@ -397,24 +393,27 @@ fn table_rows(path: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<R
         }
     }
     let names: Vec<String> = feature_cols.iter().map(|&c| header[c].clone()).collect();
+    let dataset_hash = {
+        let columns: Vec<(&str, Vec<f64>)> = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.as_str(), x.iter().skip(k).step_by(names.len()).copied().collect()))
+            .chain(std::iter::once((target.as_str(), y.clone())))
+            .collect();
+        let views: Vec<(&str, &[f64])> = columns.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        hash_columns(&times, &views)
+    };
     Ok(Rows {
-        data: file,
-        feature_set: "table".into(),
-        feature_set_hash: String::new(),
-        features: names.len(),
-        dataset_hash: {
-            let columns: Vec<(&str, Vec<f64>)> = names
-                .iter()
-                .enumerate()
-                .map(|(k, n)| (n.as_str(), x.iter().skip(k).step_by(names.len()).copied().collect()))
-                .chain(std::iter::once((target.as_str(), y.clone())))
-                .collect();
-            let views: Vec<(&str, &[f64])> = columns.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-            hash_columns(&times, &views)
+        source: Source {
+            data: file,
+            feature_set: "table".into(),
+            feature_set_hash: String::new(),
+            features: names.len(),
+            dataset_hash,
+            label: serde_json::json!({"table": path, "target": target, "time": args.time}),
+            label_lookahead: String::new(),
+            target,
         },
-        label: serde_json::json!({"table": path, "target": target, "time": args.time}),
-        label_lookahead: String::new(),
-        target,
         names,
         x,
         y,
@@ -443,7 +442,13 @@ fn lookahead_text(spec: &quantpipe_labels::LabelSpec) -> String {
 fn print_report(r: &TrainReport) {
     println!(
         "{}: {} features ({}), target {}, {} training rows ({} purged before the test rows), {} test rows",
-        r.data, r.features, r.feature_set, r.target, r.train_rows, r.purged_rows, r.test_rows
+        r.source.data,
+        r.source.features,
+        r.source.feature_set,
+        r.source.target,
+        r.train_rows,
+        r.purged_rows,
+        r.test_rows
     );
     let mut t = table(&["held-out score", "value"]);
     if let Some(scores) = r.test_scores.as_object() {

@@ -14,6 +14,7 @@ pub mod lightgbm;
 pub mod linear;
 pub mod neural;
 pub mod onnx;
+mod rng;
 pub mod search;
 pub mod svm;
 pub mod trees;

@@ -28,6 +28,7 @@ use candle_nn::{Linear, Optimizer, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::rng::SplitMix64;
 use crate::{check_rows, read_meta, refuse_missing, ArtifactMeta, Dataset, Importance, Model, ModelError, Task};
 
 /// The weights file of a neural-net artifact (safetensors: NumPy and PyTorch read it).
@@ -399,31 +400,6 @@ impl Architecture {
         shapes.push(("output.weight".into(), vec![outputs, last]));
         shapes.push(("output.bias".into(), vec![outputs]));
         shapes
-    }
-}
-
-/// A small, well-mixed generator (the same as the parameter search's): initial weights and batch
-/// order must not change with an external crate's algorithm.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [−bound, bound).
-    fn symmetric(&mut self, bound: f64) -> f32 {
-        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((2.0 * unit - 1.0) * bound) as f32
-    }
-    fn shuffle(&mut self, items: &mut [u32]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
     }
 }
 

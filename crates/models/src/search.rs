@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::rng::SplitMix64;
 use crate::{ModelError, ModelSpec};
 
 /// Largest number of candidates a search may produce: a bigger grid is almost always a typo, and
@@ -251,24 +252,6 @@ impl Domain {
                 }
             }
         }
-    }
-}
-
-/// A small, well-mixed generator: search draws must be identical on every machine and version, so
-/// they do not depend on an external RNG crate's algorithm choices.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -25,6 +25,17 @@ fn sample() -> Bars {
     validate(read.series.remove(0), &Policy::default()).unwrap().bars
 }
 
+/// An artifact directory's files, as the registry takes them.
+fn artifact_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
 fn bars_json(bars: &Bars, range: std::ops::Range<usize>) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = range
         .map(|i| {
@@ -58,13 +69,7 @@ async fn live_bars_give_the_training_paths_features_and_prediction() {
     let model = quantpipe_models::fit(&ModelSpec::Lightgbm(params), None, &data).unwrap();
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
-    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
-        })
-        .collect();
+    let files = artifact_files(dir.path());
 
     let t = sqlite().await;
     let new = NewVersion {
@@ -176,13 +181,7 @@ async fn an_lstm_is_served_from_the_window_of_live_feature_rows() {
     let model = quantpipe_models::fit(&ModelSpec::Lstm(params), None, &data).unwrap();
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
-    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
-        })
-        .collect();
+    let files = artifact_files(dir.path());
     let t = sqlite().await;
     let new = NewVersion {
         family: "lstm".into(),
