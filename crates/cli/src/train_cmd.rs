@@ -475,3 +475,20 @@ The model file names the family and its parameters (docs/models.md), e.g.\n  \
 kind = \"lightgbm\"\n  objective = \"binary\"\n  num_iterations = 200\n  [preprocess]   # optional; trees default to raw values with NaN kept\n  impute = \"median\"\n\n\
 Classes are the target's distinct values in sorted order (class k is the k-th).\n\
 train.json beside the model records them, the label, the rows used and the held-out scores.";
+
+#[cfg(test)]
+mod tests {
+    use super::row_time;
+
+    #[test]
+    fn table_times_read_as_epochs_or_iso_utc() {
+        assert_eq!(row_time("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(row_time("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(row_time("2023-11-14 22:13:20"), Some(1_700_000_000_000));
+        assert_eq!(row_time("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
+        assert_eq!(row_time("2023-11-14T22:13:20.123456Z"), Some(1_700_000_000_123));
+        assert_eq!(row_time("2023-11-14"), Some(1_699_920_000_000));
+        assert_eq!(row_time("yesterday"), None);
+        assert_eq!(row_time("2023-13-01"), None);
+    }
+}
