@@ -219,16 +219,7 @@ fn softplus(z: f64) -> f64 {
 
 /// Σ log-loss + ‖w‖² / 2c at θ = (w, b), for the line search.
 fn logistic_objective(x: &[f64], y: &[f64], d: usize, theta: &[f64], c: f64) -> f64 {
-    let (w, b) = (&theta[..d], theta[d]);
-    let loss: f64 = x
-        .chunks_exact(d)
-        .zip(y)
-        .map(|(row, &yi)| {
-            let z = b + row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
-            softplus(z) - yi * z
-        })
-        .sum();
-    loss + w.iter().map(|v| v * v).sum::<f64>() / (2.0 * c)
+    penalised_objective(x, y, d, &theta[..d], theta[d], 0.0, 1.0 / c)
 }
 
 /// Minimises Σ log-loss + ‖w‖² / 2c (the intercept unpenalised, as scikit-learn) by Newton's method
