@@ -716,79 +716,27 @@ fn trade_record_roles_train_from_a_table() {
         assert!(v["test_scores"].as_object().is_some_and(|s| !s.is_empty()), "{model}: {v}");
     }
 
-    // Mistakes name the row and the column.
-    let out = quantpipe(
-        home.path(),
-        &[
-            "train",
-            "--table",
-            &table_arg,
-            "--target",
-            "won",
-            "--model",
-            &repo("docs/models/trade_success_classifier.toml"),
-            "-o",
-            "x",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Mistakes exit with 1 and name the row and the column.
+    let model = repo("docs/models/trade_success_classifier.toml");
+    let refused = |table: &str, extra: &[&str]| -> String {
+        let mut args = vec!["train", "--table", table, "--model", &model, "-o", "x"];
+        args.extend_from_slice(extra);
+        let out = quantpipe(home.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&table_arg, &["--target", "won"]);
     assert!(err.contains("row 2") && err.contains("\"trade_id\"") && err.contains("--ignore"), "{err}");
     let contents = std::fs::read_to_string(&table).unwrap();
     let mut lines: Vec<&str> = contents.lines().collect();
     lines.swap(5, 6);
     let shuffled = home.path().join("shuffled.csv");
     std::fs::write(&shuffled, lines.join("\n")).unwrap();
-    let out = quantpipe(
-        home.path(),
-        &[
-            "train",
-            "--table",
-            shuffled.to_str().unwrap(),
-            "--time",
-            "entry_time",
-            "--ignore",
-            "trade_id,symbol",
-            "--target",
-            "won",
-            "--model",
-            &repo("docs/models/trade_success_classifier.toml"),
-            "-o",
-            "x",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let time_and_ignore = ["--time", "entry_time", "--ignore", "trade_id,symbol", "--target", "won"];
+    let err = refused(shuffled.to_str().unwrap(), &time_and_ignore);
     assert!(err.contains("row 7") && err.contains("back in time"), "{err}");
-    let out = quantpipe(
-        home.path(),
-        &[
-            "train",
-            "--table",
-            &table_arg,
-            "--target",
-            "nope",
-            "--model",
-            &repo("docs/models/trade_success_classifier.toml"),
-            "-o",
-            "x",
-        ],
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\" is not a column"), "{}", text(&out));
-    let out = quantpipe(
-        home.path(),
-        &[
-            "train",
-            "--table",
-            &table_arg,
-            "--target",
-            "won",
-            "--kind",
-            "horizon",
-            "--model",
-            &repo("docs/models/trade_success_classifier.toml"),
-            "-o",
-            "x",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = refused(&table_arg, &["--target", "nope"]);
+    assert!(err.contains("\"nope\" is not a column"), "{err}");
+    let err = refused(&table_arg, &["--target", "won", "--kind", "horizon"]);
+    assert!(err.contains("--table trains on the table's own columns"), "{err}");
 }
