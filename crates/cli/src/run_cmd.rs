@@ -239,7 +239,8 @@ pub fn run(home: &Path, args: RunArgs) -> Result<ExitCode> {
             "target",
             "out-of-sample",
             "Sharpe",
-            "buy & hold",
+            // A cross-sectional run's benchmark is its equal-weight portfolio.
+            if prepared.panel.is_some() { "equal weight" } else { "buy & hold" },
             "max DD",
             "deflated Sharpe",
             "registry",

@@ -54,6 +54,7 @@ fn pairwise_auc(y: &[f64], p: &[f64]) -> f64 {
 
 struct Prediction {
     ts: String,
+    symbol: String,
     model: String,
     label: f64,
     prediction: f64,
@@ -69,6 +70,7 @@ fn read_predictions(path: &Path) -> Vec<Prediction> {
             let rec = rec.unwrap();
             Prediction {
                 ts: rec[0].to_string(),
+                symbol: rec[1].to_string(),
                 model: rec[2].to_string(),
                 label: rec[3].parse().unwrap(),
                 prediction: rec[4].parse().unwrap(),
@@ -529,4 +531,139 @@ fn an_lstm_pipeline_trains_on_windows_of_feature_rows_beside_lightgbm() {
     assert_eq!(predictions.len() as u64, lstm["oos_rows"].as_u64().unwrap());
     let (lo, hi) = predictions.iter().fold((f64::MAX, f64::MIN), |(a, b), &p| (a.min(p), b.max(p)));
     assert!(hi - lo > 1e-5 && hi.abs() < 0.1, "predictions from {lo} to {hi}");
+}
+
+/// Spearman correlation with average ranks for ties, written here independently of quantpipe's.
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let ranks = |v: &[f64]| {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                r[k] = (i + j) as f64 / 2.0;
+            }
+            i = j + 1;
+        }
+        r
+    };
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// The S&P 500 cross-sectional example on 60 of its symbols (the full file is run by hand; README
+/// gives its figures): one row per symbol and date, targets ranked within each date, the per-date
+/// rank IC recomputed here from predictions.csv, and a dollar-neutral long-short book of deciles.
+#[test]
+fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("run");
+    let text = std::fs::read_to_string(repo("examples/sp500_cross_section.toml")).unwrap();
+    // 58 long-lived symbols, CBS and STI (each with a conflicting duplicate date, repaired), SNI (2 bars: left out).
+    let symbols = "AAPL,ABT,ADBE,AMGN,AMZN,AXP,BA,BAC,BK,BMY,C,CAT,CL,CMCSA,COP,COST,CSCO,CVS,CVX,DIS,DUK,EMR,\
+                   EXC,F,FDX,GD,GE,GILD,GS,HD,HON,IBM,INTC,JPM,KO,LLY,LMT,LOW,MCD,MDT,MMM,MO,MRK,MS,MSFT,NKE,\
+                   ORCL,PEP,PFE,PG,QCOM,SBUX,T,TGT,TXN,UNH,USB,WMT,CBS,STI,SNI";
+    let list: Vec<String> = symbols.split(',').map(|s| format!("{s:?}")).collect();
+    let config = home.path().join("sp500.toml");
+    let edited = text
+        .replace("symbols = \"all\"", &format!("symbols = [{}]", list.join(", ")))
+        .replace("min_symbols = 100", "min_symbols = 50")
+        .replace("min_train_rows = 100000", "min_train_rows = 12000")
+        .replace("min_data_in_leaf = 2000", "min_data_in_leaf = 300")
+        .replace("num_iterations = 150", "num_iterations = 40");
+    assert_ne!(edited, text);
+    std::fs::write(&config, edited).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+        .args(["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"])
+        .env("QUANTPIPE_HOME", home.path())
+        .env("QUANTPIPE_SHARED_DATA", shared_data())
+        .env_remove("QUANTPIPE_DATABASE_URL")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["data"]["symbol"], "60 symbols", "{}", v["data"]);
+    let data_warnings = v["stages"][0]["warnings"].to_string();
+    assert!(data_warnings.contains("SNI (2)"), "{data_warnings}");
+    assert!(data_warnings.contains("repaired"), "{data_warnings}");
+
+    let gbdt = &v["models"][0];
+    assert_eq!(gbdt["headline_metric"], "date_rank_ic");
+    let scores = &gbdt["oos_scores"];
+    let dates = scores["dates"].as_u64().unwrap() as usize;
+    assert!(dates > 300, "{scores}");
+    let predictions: Vec<Prediction> =
+        read_predictions(&out_dir.join("predictions.csv")).into_iter().filter(|p| p.model == "sp500_rank_5d").collect();
+    assert_eq!(predictions.len() as u64, gbdt["oos_rows"].as_u64().unwrap());
+    let mut by_date: std::collections::BTreeMap<&str, Vec<&Prediction>> = Default::default();
+    for p in &predictions {
+        by_date.entry(p.ts.as_str()).or_default().push(p);
+    }
+    assert_eq!(by_date.len(), dates);
+    let mut rank_ics = Vec::new();
+    let mut held_since_rebalance: std::collections::HashMap<&str, f64> = Default::default();
+    for (n, (date, rows)) in by_date.iter().enumerate() {
+        // One row per symbol; labels are the date's ranks, 0 for the worst and 1 for the best.
+        let mut names: Vec<&str> = rows.iter().map(|p| p.symbol.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), rows.len(), "{date}");
+        assert!(rows.len() >= 50 && rows.len() <= 60, "{date}: {}", rows.len());
+        let labels: Vec<f64> = rows.iter().map(|p| p.label).collect();
+        let (lo, hi) = labels.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        assert!(lo == 0.0 && hi == 1.0, "{date}: labels from {lo} to {hi}");
+        let pred: Vec<f64> = rows.iter().map(|p| p.prediction).collect();
+        // The label is a monotone map of the raw return within a date, so its Spearman correlation
+        // with the predictions is the rank IC against the returns.
+        rank_ics.push(spearman(&pred, &labels));
+        if n % 5 == 0 {
+            // A rebalance (every 5 dates): dollar-neutral deciles, k = ⌊n / 10⌋ longs at +1/k and k
+            // shorts at −1/k, the date's highest predictions long and its lowest short.
+            let held: Vec<&&Prediction> = rows.iter().filter(|p| p.position != 0.0).collect();
+            let k = rows.len() / 10;
+            assert_eq!(held.iter().filter(|p| p.position > 0.0).count(), k, "{date}");
+            assert_eq!(held.len(), 2 * k, "{date}");
+            assert!(held.iter().all(|p| (p.position.abs() - 1.0 / k as f64).abs() < 1e-12));
+            let mut sorted = pred.clone();
+            sorted.sort_by(f64::total_cmp);
+            for p in &held {
+                let wanted = if p.position > 0.0 {
+                    p.prediction >= sorted[rows.len() - k]
+                } else {
+                    p.prediction <= sorted[k - 1]
+                };
+                assert!(wanted, "{date}: {} at {} with prediction {}", p.symbol, p.position, p.prediction);
+            }
+            held_since_rebalance = held.iter().map(|p| (p.symbol.as_str(), p.position)).collect();
+        } else {
+            // Between rebalances each symbol shows the weight it has held since the last one.
+            for p in rows {
+                assert_eq!(p.position, held_since_rebalance.get(p.symbol.as_str()).copied().unwrap_or(0.0), "{date}");
+            }
+        }
+    }
+    let mean_rank_ic = rank_ics.iter().sum::<f64>() / rank_ics.len() as f64;
+    let reported = scores["date_rank_ic"].as_f64().unwrap();
+    assert!((mean_rank_ic - reported).abs() < 1e-9, "recomputed {mean_rank_ic}, reported {reported}");
+
+    let bt = &gbdt["backtest"];
+    assert!(bt["rule"].as_str().unwrap().contains("long the top 10 %"), "{bt}");
+    assert!(bt["strategy"]["sharpe"].as_f64().unwrap().is_finite());
+    assert!(bt["strategy"]["fees_paid"].as_f64().unwrap() > 0.0);
+    let ridge = &v["models"][1];
+    assert_eq!(ridge["family"], "linear");
+    assert!(ridge["oos_scores"]["date_rank_ic"].as_f64().unwrap().is_finite());
+    let report = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Cross-section</h2>") && report.contains("Cumulative rank IC"));
+    assert!(report.contains("equal weight"));
 }

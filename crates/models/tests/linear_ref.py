@@ -3,14 +3,14 @@ same preprocessed rows; writes little-endian f64: test predictions, then coeffic
 
 usage: linear_ref.py KIND PARAMS_JSON X_TRAIN.f64 Y_TRAIN.f64 X_TEST.f64 COLUMNS OUT.f64
 KIND: logistic (params: c, and penalty "l1" or "elasticnet" with l1_ratio: solved by saga) | ols |
-      elasticnet (params: alpha, l1_ratio)
+      elasticnet (params: alpha, l1_ratio) | ridge (params: alpha; ElasticNet's scaling)
 """
 
 import json
 import sys
 
 import numpy as np
-from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression
+from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
 
 kind, params, x_train, y_train, x_test, columns, out = sys.argv[1:8]
 params = json.loads(params)
@@ -27,6 +27,10 @@ if kind == "logistic" and params.get("penalty", "l2") != "l2":
 elif kind == "logistic":
     m = LogisticRegression(C=params["c"], solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y.astype(int))
     pred, coef, intercept = m.predict_proba(t)[:, 1], m.coef_.ravel(), m.intercept_[0]
+elif kind == "ridge":
+    # ElasticNet's objective with l1_ratio = 0 is Ridge's with alpha scaled by the rows.
+    m = Ridge(alpha=params["alpha"] * len(y), solver="cholesky").fit(x, y)
+    pred, coef, intercept = m.predict(t), m.coef_, m.intercept_
 elif kind == "ols":
     m = LinearRegression().fit(x, y)
     pred, coef, intercept = m.predict(t), m.coef_, m.intercept_

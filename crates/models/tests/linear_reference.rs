@@ -150,6 +150,12 @@ fn least_squares_and_elastic_net_equal_scikit_learn() {
             LinearParams { alpha: 5e-5, l1_ratio: 1.0, tolerance: 1e-12, max_iterations: 100_000 },
             serde_json::json!({"alpha": 5e-5, "l1_ratio": 1.0}),
         ),
+        // Solved in closed form; a penalty off by the rows or by 2 moves predictions by far more.
+        (
+            "ridge",
+            LinearParams { alpha: 0.05, l1_ratio: 0.0, ..Default::default() },
+            serde_json::json!({"alpha": 0.05}),
+        ),
     ] {
         let model = fit(&ModelSpec::Linear(params.clone()), None, &dataset).unwrap();
         let ours = model.predict(&t).unwrap();

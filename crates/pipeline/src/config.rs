@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use quantpipe_core::{MarketCalendar, Timeframe};
+use quantpipe_data::quality::ConflictRule;
 use quantpipe_eval::backtest::{Costs, PositionRule};
 use quantpipe_eval::split::Scheme;
 use quantpipe_labels::{Horizon, LabelSpec};
@@ -36,6 +37,10 @@ pub struct PipelineConfig {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub backtest: BacktestConfig,
+    /// `[cross_section]`: how a run over several symbols (`data.symbols`) makes its targets relative
+    /// across symbols and trades its predictions (a long-short portfolio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_section: Option<CrossSectionConfig>,
     #[serde(default)]
     pub registry: RegistryConfig,
 }
@@ -49,6 +54,20 @@ pub struct DataConfig {
     pub file: Option<String>,
     /// With `file`: the symbol to keep from a multi-symbol file. Without: the stored series to use.
     pub symbol: Option<String>,
+    /// A cross-sectional run over several symbols: `"all"` (every symbol of the file, or every stored
+    /// series of `timeframe`) or a list. Each symbol gets the same features and label; the dataset
+    /// holds a row per symbol and date.
+    pub symbols: Option<Universe>,
+    /// With `symbols`: symbols with fewer bars than this (after `start`/`end`) are left out, with a
+    /// warning (default 250).
+    pub min_bars: Option<usize>,
+    /// Repair what the data layer's rules can repair, as `quantpipe ingest --repair` does: sort rows,
+    /// drop exact duplicates and, with `on_conflict`, resolve conflicting ones.
+    #[serde(default)]
+    pub repair: bool,
+    /// With `repair`: `keep-first`, `keep-last` or `drop` for rows sharing a timestamp with
+    /// different values.
+    pub on_conflict: Option<ConflictRule>,
     /// The bar timeframe (`1m`, `1h`, …): required for a stored series, checked against a file's.
     pub timeframe: Option<String>,
     /// `crypto`, `fx` or `equity`: the trading calendar for gaps and annualisation (default: inferred).
@@ -58,6 +77,101 @@ pub struct DataConfig {
     /// Use only bars opening before this UTC time.
     pub end: Option<String>,
 }
+
+/// `data.symbols`: every symbol there is, or the listed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Universe {
+    All,
+    List(Vec<String>),
+}
+
+impl Serialize for Universe {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Universe::All => serializer.serialize_str("all"),
+            Universe::List(symbols) => symbols.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Universe {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Universe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"all\" or a list of symbols such as [\"AAPL\", \"MSFT\"]")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Universe, E> {
+                match v {
+                    "all" => Ok(Universe::All),
+                    other => Err(E::custom(format!(
+                        "{other:?}: expected \"all\" or a list of symbols such as [\"AAPL\", \"MSFT\"]"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Universe, A::Error> {
+                let mut symbols = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    symbols.push(s);
+                }
+                Ok(Universe::List(symbols))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `[cross_section]`: targets relative across symbols, and the long-short backtest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossSectionConfig {
+    /// How each date's targets are made relative across the symbols before training: `rank` (0 for
+    /// the lowest to 1 for the highest, the default), `demean` (minus the date's mean) or `none`.
+    #[serde(default = "default_relative")]
+    pub target: Relative,
+    /// The backtest goes long the top `quantile` of each rebalance date's predictions and short the
+    /// bottom `quantile`, equally weighted (default 0.1: deciles).
+    #[serde(default = "default_quantile")]
+    pub quantile: f64,
+    /// Bars between rebalances (default: the label's look-ahead in bars).
+    pub rebalance: Option<usize>,
+    /// Dates with fewer symbols than this are neither traded nor scored (default 20).
+    #[serde(default = "default_min_symbols")]
+    pub min_symbols: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relative {
+    Rank,
+    Demean,
+    None,
+}
+
+fn default_relative() -> Relative {
+    Relative::Rank
+}
+fn default_quantile() -> f64 {
+    0.1
+}
+fn default_min_symbols() -> usize {
+    20
+}
+
+impl Default for CrossSectionConfig {
+    fn default() -> Self {
+        CrossSectionConfig {
+            target: default_relative(),
+            quantile: default_quantile(),
+            rebalance: None,
+            min_symbols: default_min_symbols(),
+        }
+    }
+}
+
+/// Bars a cross-sectional run needs of a symbol unless `data.min_bars` says otherwise.
+pub const DEFAULT_MIN_BARS: usize = 250;
 
 /// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS]`, as UTC milliseconds.
 pub fn parse_utc(raw: &str) -> Result<i64, String> {
@@ -386,6 +500,12 @@ impl PipelineConfig {
                 if let Some(metric) = &search.metric {
                     crate::run::selection_direction(task, metric)
                         .map_err(|e| format!("models[{i}].search.metric: {e}"))?;
+                    if metric.starts_with("date_") && self.data.symbols.is_none() {
+                        return Err(format!(
+                            "models[{i}].search.metric: {metric:?} is scored per date across symbols; it needs a \
+                             cross-sectional run (data.symbols)"
+                        ));
+                    }
                 }
             }
         }
@@ -414,12 +534,73 @@ impl PipelineConfig {
         if let Some(c) = &self.data.calendar {
             MarketCalendar::parse(c).map_err(|e| format!("data.calendar: {e}"))?;
         }
-        match (&self.data.file, &self.data.symbol) {
-            (None, None) => return Err("data: give `file` (a bar file) or `symbol` (a stored series)".into()),
-            (None, Some(_)) if self.data.timeframe.is_none() => {
-                return Err("data.timeframe: needed to read a stored series (e.g. \"1m\")".into())
+        match (&self.data.file, &self.data.symbol, &self.data.symbols) {
+            (_, Some(_), Some(_)) => {
+                return Err("data: give `symbol` (one series) or `symbols` (a cross-sectional run), not both".into())
+            }
+            (None, None, None) => {
+                return Err(
+                    "data: give `file` (a bar file), `symbol` (a stored series) or `symbols` (stored series)".into()
+                )
+            }
+            (None, _, _) if self.data.timeframe.is_none() => {
+                return Err("data.timeframe: needed to read stored series (e.g. \"1m\")".into())
             }
             _ => {}
+        }
+        if let Some(Universe::List(symbols)) = &self.data.symbols {
+            if symbols.len() < 2 {
+                return Err("data.symbols: a cross-sectional run needs at least two symbols".into());
+            }
+            for (i, s) in symbols.iter().enumerate() {
+                quantpipe_core::Symbol::new(s).map_err(|e| format!("data.symbols[{i}]: {e}"))?;
+                if symbols[..i].contains(s) {
+                    return Err(format!("data.symbols[{i}]: {s:?} is listed twice"));
+                }
+            }
+        }
+        if self.data.on_conflict.is_some() && !self.data.repair {
+            return Err("data.on_conflict: applies only with data.repair = true".into());
+        }
+        if self.data.min_bars.is_some() && self.data.symbols.is_none() {
+            return Err("data.min_bars: applies only to a cross-sectional run (data.symbols)".into());
+        }
+        match (&self.cross_section, &self.data.symbols) {
+            (Some(_), None) => {
+                return Err("cross_section: applies only to a run over several symbols; set data.symbols".into())
+            }
+            (Some(cs), Some(_)) => {
+                if !(cs.quantile > 0.0 && cs.quantile <= 0.5) {
+                    return Err(format!("cross_section.quantile = {}: expected 0 < q ≤ 0.5", cs.quantile));
+                }
+                if cs.rebalance == Some(0) {
+                    return Err("cross_section.rebalance: expected at least 1 bar".into());
+                }
+                if cs.min_symbols < 2 {
+                    return Err("cross_section.min_symbols: expected at least 2".into());
+                }
+            }
+            _ => {}
+        }
+        if self.data.symbols.is_some() {
+            let relative = self.cross_section.as_ref().map_or(default_relative(), |c| c.target);
+            for (i, m) in self.models.iter().enumerate() {
+                if m.spec.window() > 1 {
+                    return Err(format!(
+                        "models[{i}] ({}): sequence models (window > 1) are not supported in cross-sectional runs yet",
+                        m.name
+                    ));
+                }
+                let task = m.spec.task().map_err(|e| e.to_string())?;
+                if relative != Relative::None && task.is_classification() {
+                    return Err(format!(
+                        "models[{i}] ({}): a classifier cannot learn a target made relative across symbols \
+                         (cross_section.target = {relative:?}); use a regression objective, or \
+                         cross_section.target = \"none\"",
+                        m.name
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! wrapper over [`run::prepare`], [`run::evaluate`], [`register::register`] and [`report::write`].
 
 pub mod config;
+pub mod panel;
 pub mod png;
 pub mod register;
 pub mod report;

@@ -124,15 +124,21 @@ pub fn write_predictions(input: &ReportInput, path: &Path) -> Result<(), Pipelin
                 None => m.oos_labels[j],
             };
             let (position, ret) = match &m.backtest {
-                Some(bt) => {
-                    let k = bar - bt.first_bar;
-                    (bt.positions[k].to_string(), bt.returns.get(k + 1).map_or(String::new(), |r| r.to_string()))
-                }
+                Some(bt) => match &bt.rows {
+                    Some(rows) => {
+                        let (weight, next) = rows[j];
+                        (weight.to_string(), if next.is_finite() { next.to_string() } else { String::new() })
+                    }
+                    None => {
+                        let k = bar - bt.first_bar;
+                        (bt.positions[k].to_string(), bt.returns.get(k + 1).map_or(String::new(), |r| r.to_string()))
+                    }
+                },
                 None => (String::new(), String::new()),
             };
             w.write_record([
                 format_iso(p.bars.ts[bar]),
-                p.data.symbol.clone(),
+                p.symbol(i).to_string(),
                 m.name.clone(),
                 label.to_string(),
                 points[j].to_string(),
@@ -408,7 +414,14 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
         }
     }
 
+    // Cross-section: how well each date's predictions ranked the symbols.
+    if p.panel.is_some() {
+        cross_section_section(&mut h, e);
+    }
+
     // Backtest.
+    // A cross-sectional run's benchmark is the equal-weight portfolio of the symbols it predicted.
+    let hold_name = if p.panel.is_some() { "equal weight" } else { "buy and hold" };
     let backtested: Vec<&ModelOutcome> = e.models.iter().filter(|m| m.backtest.is_some()).collect();
     if let Some(first) = backtested.first().and_then(|m| m.backtest.as_ref()) {
         let _ = write!(
@@ -425,7 +438,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
             .map(|m| m.backtest.as_ref().expect("backtested").equity.as_slice())
             .chain(std::iter::once(first.hold_equity.as_slice()))
             .collect();
-        let lines = against_hold(&names, &x, &equities);
+        let lines = against_hold(&names, hold_name, &x, &equities);
         h.push_str(&line_chart("Equity (starting at 1)", Axis::Time, "equity", &lines, 320.0, None, None));
         let drawdowns: Vec<Vec<f64>> = backtested
             .iter()
@@ -433,7 +446,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
             .chain(std::iter::once(drawdown(&first.hold_equity)))
             .collect();
         let drawdowns: Vec<&[f64]> = drawdowns.iter().map(Vec::as_slice).collect();
-        let lines = against_hold(&names, &x, &drawdowns);
+        let lines = against_hold(&names, hold_name, &x, &drawdowns);
         h.push_str(&line_chart("Drawdown", Axis::Time, "fall from peak", &lines, 260.0, None, None));
         h.push_str("<table><tr><th></th><th>total return</th><th>annualised</th><th>volatility</th><th>Sharpe</th><th>Sortino</th><th>max drawdown</th><th>trades</th><th>win rate</th><th>exposure</th><th>fees</th></tr>");
         let mut row = |name: &str, s: &quantpipe_eval::backtest::Performance| {
@@ -456,7 +469,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
         for m in &backtested {
             row(&m.name, &m.backtest.as_ref().expect("backtested").strategy);
         }
-        row("buy and hold", &first.buy_and_hold);
+        row(hold_name, &first.buy_and_hold);
         h.push_str("</table>");
         for m in &backtested {
             if let Some(rate) = m.backtest.as_ref().and_then(|b| b.strategy.approval_rate) {
@@ -621,7 +634,7 @@ fn html(input: &ReportInput, files: &RunFiles) -> String {
 }
 
 /// One solid line per strategy and, last in `series`, buy-and-hold dashed.
-fn against_hold<'a>(names: &[&'a str], x: &'a [f64], series: &[&'a [f64]]) -> Vec<Line<'a>> {
+fn against_hold<'a>(names: &[&'a str], hold_name: &'a str, x: &'a [f64], series: &[&'a [f64]]) -> Vec<Line<'a>> {
     let (hold, strategies) = series.split_last().expect("buy-and-hold is last");
     let mut lines: Vec<Line> = names
         .iter()
@@ -629,8 +642,63 @@ fn against_hold<'a>(names: &[&'a str], x: &'a [f64], series: &[&'a [f64]]) -> Ve
         .enumerate()
         .map(|(k, (name, y))| Line { name, x, y, color: PALETTE[k % PALETTE.len()], markers: false, dashed: false })
         .collect();
-    lines.push(Line { name: "buy and hold", x, y: hold, color: "#555", markers: false, dashed: true });
+    lines.push(Line { name: hold_name, x, y: hold, color: "#555", markers: false, dashed: true });
     lines
+}
+
+/// Per-date IC summary and the cumulative rank IC of each model (a steady climb is a steady edge;
+/// a flat or falling stretch is where the ranking stopped working).
+fn cross_section_section(h: &mut String, e: &Evaluated) {
+    h.push_str("<h2>Cross-section</h2><p>Each date's out-of-sample predictions against the symbols' realised targets (before they were made relative): the information coefficient (Pearson) and rank IC (Spearman) per date, their means, and their mean over standard deviation (IR).</p>");
+    h.push_str("<table><tr><th>model</th><th>dates</th><th>mean IC</th><th>mean rank IC</th><th>IC IR</th><th>rank IC IR</th><th>dates with rank IC &gt; 0</th></tr>");
+    let scored: Vec<&ModelOutcome> = e.models.iter().filter(|m| !m.ic_by_date.is_empty()).collect();
+    for m in &scored {
+        let get = |k: &str| m.oos_scores.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        let positive = m.ic_by_date.iter().filter(|d| d.2 > 0.0).count() as f64 / m.ic_by_date.len() as f64;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&m.name),
+            m.ic_by_date.len(),
+            num(get("date_ic"), 4),
+            num(get("date_rank_ic"), 4),
+            num(get("date_ic_ir"), 3),
+            num(get("date_rank_ic_ir"), 3),
+            pct(positive)
+        );
+    }
+    h.push_str("</table>");
+    let curves: Vec<(Vec<f64>, Vec<f64>)> = scored
+        .iter()
+        .map(|m| {
+            let x = m.ic_by_date.iter().map(|d| d.0 as f64).collect();
+            let y = m
+                .ic_by_date
+                .iter()
+                .scan(0.0, |sum, d| {
+                    *sum += d.2;
+                    Some(*sum)
+                })
+                .collect();
+            (x, y)
+        })
+        .collect();
+    let lines: Vec<Line> = scored
+        .iter()
+        .zip(&curves)
+        .enumerate()
+        .map(|(k, (m, (x, y)))| Line {
+            name: &m.name,
+            x,
+            y,
+            color: PALETTE[k % PALETTE.len()],
+            markers: false,
+            dashed: false,
+        })
+        .collect();
+    if !lines.is_empty() {
+        h.push_str(&line_chart("Cumulative rank IC", Axis::Time, "sum of daily rank IC", &lines, 280.0, None, None));
+    }
 }
 
 fn drawdown(equity: &[f64]) -> Vec<f64> {

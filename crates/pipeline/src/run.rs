@@ -13,19 +13,22 @@ use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_data::store::content_hash;
 use quantpipe_data::BarStore;
 use quantpipe_eval::backtest::{simulate, Performance};
-use quantpipe_eval::metrics::{binary_scores, calibration_table, confusion_matrix, regression_scores, CalibrationBin};
+use quantpipe_eval::metrics::{
+    binary_scores, calibration_table, confusion_matrix, ic_by_date, regression_scores, CalibrationBin, DatedIc,
+};
 use quantpipe_eval::overfit::{probability_of_backtest_overfitting, sharpe_statistics, Pbo, SharpeStatistics};
 use quantpipe_eval::periods_per_year;
 use quantpipe_eval::split::{LabelTimes, Split};
 use quantpipe_eval::stats::{mean, std_dev};
-use quantpipe_features::{compute, FeatureSet};
+use quantpipe_features::{compute, compute_many, FeatureSet};
 use quantpipe_labels::Labels;
 use quantpipe_models::neural::{gather_windows, sequence_names};
 use quantpipe_models::search::{Candidate, SearchMethod, SearchSpec};
 use quantpipe_models::{fit, Dataset, Importance, Model, ModelSpec, Task};
 use serde::Serialize;
 
-use crate::config::{LoadedConfig, ModelConfig};
+use crate::config::{LoadedConfig, ModelConfig, Relative};
+use crate::panel::{concat_bars, concat_labels, load_panel, long_short, make_relative, Panel, Scored};
 use crate::PipelineError;
 
 /// What one stage did, in the shape every stage reports.
@@ -91,9 +94,19 @@ pub struct Prepared {
     pub end: Vec<i64>,
     pub splits: Vec<Split>,
     pub stages: Vec<StageRecord>,
+    /// The symbols of a cross-sectional run (`data.symbols`); `None` for one series.
+    pub panel: Option<Panel>,
 }
 
 impl Prepared {
+    /// The symbol of dataset row `i`.
+    pub fn symbol(&self, i: usize) -> &str {
+        match &self.panel {
+            Some(panel) => &panel.symbols[panel.symbol_of(self.bar(i))],
+            None => &self.data.symbol,
+        }
+    }
+
     pub fn width(&self) -> usize {
         self.feature_names.len()
     }
@@ -159,6 +172,10 @@ pub struct BacktestOutcome {
     pub returns: Vec<f64>,
     #[serde(skip)]
     pub first_bar: usize,
+    /// Cross-sectional runs: per out-of-sample row, its symbol's weight (held since the last
+    /// rebalance; 0 when not held) and the symbol's return over the next bar.
+    #[serde(skip)]
+    pub rows: Option<Vec<(f64, f64)>>,
 }
 
 /// Everything one model's part of the run produced.
@@ -193,6 +210,9 @@ pub struct ModelOutcome {
     /// The model's inputs, in order (the feature set's columns, or an LSTM's window of them).
     #[serde(skip)]
     pub inputs: Vec<String>,
+    /// Cross-sectional runs: (date, IC, rank IC) of every scored date, against the raw target.
+    #[serde(skip)]
+    pub ic_by_date: Vec<(i64, f64, f64)>,
     /// Rows the final (registered) model was trained on.
     pub final_train_rows: usize,
     pub train_seconds: f64,
@@ -289,12 +309,37 @@ pub fn prepare(
     let mut stages = Vec::new();
 
     let clock = StageClock::start("data", 0, observer);
-    let (bars, timeframe, calendar, mut data, warnings) = load_data(loaded, &options.home)?;
-    let rows_read = bars.len();
     let window = |raw: &Option<String>| {
         raw.as_deref().map(crate::config::parse_utc).transpose().map_err(|e| PipelineError::stage("data", e))
     };
     let (from, until) = (window(&config.data.start)?, window(&config.data.end)?);
+    if config.data.symbols.is_some() {
+        let panel = load_panel(loaded, &options.home, from, until)?;
+        let rows = panel.summary.rows;
+        stages.push(clock.finish(
+            rows,
+            rows,
+            format!(
+                "{} {} bars of {} ({} to {}), quality {:.1}/100",
+                rows,
+                panel.timeframe,
+                panel.summary.symbol,
+                panel.summary.first,
+                panel.summary.last,
+                panel.summary.quality_score
+            ),
+            panel.warnings,
+        ));
+        return prepare_series(
+            loaded,
+            panel.series,
+            (panel.timeframe, panel.calendar, panel.summary),
+            stages,
+            observer,
+        );
+    }
+    let (bars, timeframe, calendar, mut data, warnings) = load_data(loaded, &options.home)?;
+    let rows_read = bars.len();
     let bars = if from.is_some() || until.is_some() {
         let keep: Vec<usize> = (0..bars.len())
             .filter(|&i| from.is_none_or(|f| bars.ts[i] >= f) && until.is_none_or(|u| bars.ts[i] < u))
@@ -326,7 +371,21 @@ pub fn prepare(
         ),
         warnings,
     ));
+    let symbol = data.symbol.clone();
+    prepare_series(loaded, vec![(symbol, bars)], (timeframe, calendar, data), stages, observer)
+}
 
+/// Features, labels, dataset and splits of one series or, for a cross-sectional run, of several
+/// (each symbol's features and labels computed on its own bars, then put side by side).
+fn prepare_series(
+    loaded: &LoadedConfig,
+    series: Vec<(String, Bars)>,
+    (timeframe, calendar, data): (Timeframe, MarketCalendar, DataSummary),
+    mut stages: Vec<StageRecord>,
+    observer: &dyn Observer,
+) -> Result<Prepared, PipelineError> {
+    let config = &loaded.config;
+    let is_panel = config.data.symbols.is_some();
     let clock = StageClock::start("features", 0, observer);
     let feature_set = match config.features.set.as_str() {
         "standard" => FeatureSet::standard(),
@@ -337,28 +396,68 @@ pub fn prepare(
                 .map_err(|e| PipelineError::stage("features", e))?
         }
     };
-    let frame = compute(&feature_set, &bars);
-    let d = frame.names.len();
-    let warm = (0..bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(bars.len());
-    if warm >= bars.len() {
+    // One series: its indicators in parallel; several: a series per core.
+    let frames = match &series[..] {
+        [(_, bars)] => vec![compute(&feature_set, bars)],
+        many => {
+            let refs: Vec<&Bars> = many.iter().map(|(_, b)| b).collect();
+            compute_many(&feature_set, &refs, workers_for(refs.len()))
+        }
+    };
+    let d = feature_set.columns().len();
+    let warms: Vec<usize> = frames
+        .iter()
+        .zip(&series)
+        .map(|(frame, (_, bars))| {
+            (0..bars.len()).find(|&r| frame.columns.iter().all(|c| c[r].is_finite())).unwrap_or(bars.len())
+        })
+        .collect();
+    let bar_count: usize = series.iter().map(|(_, b)| b.len()).sum();
+    let warm_count: usize = warms.iter().zip(&series).map(|(&w, (_, b))| w.min(b.len())).sum();
+    if warm_count >= bar_count {
         return Err(PipelineError::stage(
             "features",
             format!(
                 "no bar has every one of the {d} features of set {:?} defined: {} bars are fewer than its warm-up",
                 feature_set.name,
-                bars.len()
+                series.iter().map(|(_, b)| b.len()).max().unwrap_or(0)
             ),
         ));
     }
+    let warm_note = match &warms[..] {
+        [warm] => format!("the first {warm} bars are warm-up"),
+        many => format!(
+            "the first {} to {} bars of each symbol are warm-up",
+            many.iter().min().expect("non-empty"),
+            many.iter().max().expect("non-empty")
+        ),
+    };
     stages.push(clock.finish(
-        bars.len(),
-        bars.len() - warm,
-        format!("{d} features of set {:?}; the first {warm} bars are warm-up", feature_set.name),
+        bar_count,
+        bar_count - warm_count,
+        format!("{d} features of set {:?}; {warm_note}", feature_set.name),
         Vec::new(),
     ));
 
     let clock = StageClock::start("labels", 0, observer);
-    let labels = config.label.compute(&bars, None).map_err(|e| PipelineError::stage("labels", e))?;
+    let symbols: Vec<String> = series.iter().map(|(symbol, _)| symbol.clone()).collect();
+    let (bars, offsets, mut labels) = match series.len() {
+        1 => {
+            let (_, bars) = series.into_iter().next().expect("one series");
+            let labels = config.label.compute(&bars, None).map_err(|e| PipelineError::stage("labels", e))?;
+            let offsets = vec![0, bars.len()];
+            (bars, offsets, labels)
+        }
+        _ => {
+            let computed = map_in_parallel(&series, workers_for(series.len()), |_, (symbol, bars)| {
+                config.label.compute(bars, None).map_err(|e| PipelineError::stage("labels", format!("{symbol}: {e}")))
+            });
+            let parts = computed.into_iter().collect::<Result<Vec<Labels>, PipelineError>>()?;
+            let (bars, offsets) = concat_bars(&series)?;
+            let labels = concat_labels(parts, &offsets);
+            (bars, offsets, labels)
+        }
+    };
     let mut warnings = Vec::new();
     if labels.dropped.dead_zone > 0 {
         warnings.push(format!("{} rows inside the dead zone have no direction", labels.dropped.dead_zone));
@@ -371,18 +470,21 @@ pub fn prepare(
     ));
 
     let clock = StageClock::start("dataset", 0, observer);
-    let mut targets: Vec<&[f64]> = Vec::new();
+    let mut target_names: Vec<String> = Vec::new();
     for (i, m) in config.models.iter().enumerate() {
         let target = m.target.as_deref().unwrap_or(&labels.target);
-        let column = labels.column(target).ok_or_else(|| {
+        if labels.column(target).is_none() {
             let names: Vec<&str> = labels.columns.iter().map(|(n, _)| n.as_str()).collect();
-            PipelineError::config(
+            return Err(PipelineError::config(
                 format!("models[{i}].target"),
                 format!("{target:?} is not a column of the label (columns: {})", names.join(", ")),
-            )
-        })?;
-        targets.push(column);
+            ));
+        }
+        if !target_names.iter().any(|t| t == target) {
+            target_names.push(target.to_string());
+        }
     }
+    let targets: Vec<&[f64]> = target_names.iter().map(|t| labels.column(t).expect("checked")).collect();
     // A model reading several rows per input (an LSTM's window) needs that many defined rows before
     // each dataset row; every model gets the same rows, so that their scores compare.
     let window = config
@@ -394,9 +496,54 @@ pub fn prepare(
         })
         .max()
         .unwrap_or(1);
-    let first_bar = warm + window - 1;
-    let rows: Vec<usize> =
-        (0..labels.len()).filter(|&k| labels.row[k] >= first_bar && targets.iter().all(|t| t[k].is_finite())).collect();
+    // Each symbol's first bar with every feature defined (and a whole window before it).
+    let first_bar: Vec<usize> = (0..symbols.len()).map(|s| offsets[s] + warms[s] + window - 1).collect();
+    let symbol_of = |bar: usize| offsets.partition_point(|&o| o <= bar) - 1;
+    let mut rows: Vec<usize> = (0..labels.len())
+        .filter(|&k| labels.row[k] >= first_bar[symbol_of(labels.row[k])] && targets.iter().all(|t| t[k].is_finite()))
+        .collect();
+    let mut panel = None;
+    let mut panel_note = String::new();
+    if is_panel {
+        // A row per symbol and date, in time order (symbols in their order within a date).
+        rows.sort_by_key(|&k| labels.ts[k]);
+        let cross_section = config.cross_section.clone().unwrap_or_default();
+        let mut per_date: BTreeMap<i64, usize> = BTreeMap::new();
+        for &k in &rows {
+            *per_date.entry(labels.ts[k]).or_default() += 1;
+        }
+        let thin = per_date.values().filter(|&&n| n < cross_section.min_symbols).count();
+        rows.retain(|&k| per_date[&labels.ts[k]] >= cross_section.min_symbols);
+        let dates: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
+        let mut raw_targets = BTreeMap::new();
+        for target in &target_names {
+            let column = labels.column(target).expect("checked");
+            let raw: Vec<f64> = rows.iter().map(|&k| column[k]).collect();
+            let mut relative = raw.clone();
+            make_relative(&mut relative, &dates, cross_section.target);
+            let column = &mut labels.columns.iter_mut().find(|(n, _)| n == target).expect("checked").1;
+            for (&k, v) in rows.iter().zip(relative) {
+                column[k] = v;
+            }
+            raw_targets.insert(target.clone(), raw);
+        }
+        let kept_dates = per_date.len() - thin;
+        panel_note = format!(
+            "; {} symbols over {kept_dates} dates{}, targets {}",
+            symbols.len(),
+            if thin > 0 {
+                format!(" ({thin} dates with fewer than {} symbols left out)", cross_section.min_symbols)
+            } else {
+                String::new()
+            },
+            match cross_section.target {
+                Relative::Rank => "ranked across the symbols of each date (0 to 1)",
+                Relative::Demean => "minus the mean of each date",
+                Relative::None => "as labelled",
+            }
+        );
+        panel = Some(Panel { symbols, offsets: offsets.clone(), config: cross_section, raw_targets });
+    }
     if rows.len() < 200 {
         return Err(PipelineError::stage(
             "dataset",
@@ -406,9 +553,11 @@ pub fn prepare(
     let mut x = Vec::with_capacity(rows.len() * d);
     for &k in &rows {
         let bar = labels.row[k];
-        x.extend(frame.columns.iter().map(|c| c[bar]));
+        let s = symbol_of(bar);
+        x.extend(frames[s].columns.iter().map(|c| c[bar - offsets[s]]));
     }
-    let columns = (window > 1).then_some(frame.columns);
+    // Windows are gathered from one series' columns (sequence models are refused in panel runs).
+    let columns = (window > 1 && frames.len() == 1).then(|| frames.into_iter().next().expect("one").columns);
     let start: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
     let end: Vec<i64> = rows.iter().map(|&k| labels.end_ts[k]).collect();
     let lookahead_ms = labels.lookahead.max_millis(timeframe);
@@ -428,7 +577,7 @@ pub fn prepare(
         labels.len(),
         rows.len(),
         format!(
-            "{} rows × {d} features{}; {} splits ({}), {tested} rows tested out of sample",
+            "{} rows × {d} features{}{panel_note}; {} splits ({}), {tested} rows tested out of sample",
             rows.len(),
             if window > 1 { format!(" (windows of {window} rows)") } else { String::new() },
             splits.len(),
@@ -452,6 +601,7 @@ pub fn prepare(
         end,
         splits,
         stages,
+        panel,
     })
 }
 
@@ -701,6 +851,7 @@ pub fn score(task: Task, y: &[f64], predictions: &[f64]) -> Result<(serde_json::
 /// One parameter set's cross-validation: each test fold predicted by a model fitted on that fold's
 /// training rows, the folds put together.
 struct CrossValidated {
+    ic_by_date: Vec<(i64, f64, f64)>,
     folds: Vec<FoldOutcome>,
     headline_metric: &'static str,
     oos_index: Vec<usize>,
@@ -789,9 +940,13 @@ impl<'a> Trainer<'a> {
             let model = self.fit_rows(spec, &train)?;
             let predictions = model.predict(&p.inputs(&test, spec.window())).map_err(|e| self.fail(e))?;
             let y_test: Vec<f64> = test.iter().map(|&i| self.y[i]).collect();
-            let (scores, metric) =
+            let (mut scores, metric) =
                 score(self.task, &y_test, &predictions).map_err(|e| self.fail(format!("fold {f}: {e}")))?;
             headline_metric = metric;
+            if let Some(dated) = self.dated(&test, &predictions)? {
+                add_dated_scores(&mut scores, &dated);
+                headline_metric = "date_rank_ic";
+            }
             for (j, &i) in test.iter().enumerate() {
                 if oos[i].is_some() {
                     return Err(self
@@ -807,15 +962,50 @@ impl<'a> Trainer<'a> {
                 embargoed: split.embargoed,
                 test_first: format_iso(p.start[test[0]]),
                 test_last: format_iso(p.start[*test.last().expect("non-empty")]),
-                score: scores.get(metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+                score: scores.get(headline_metric).and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
             });
         }
         let oos_index: Vec<usize> = (0..oos.len()).filter(|&i| oos[i].is_some()).collect();
         let oos_predictions: Vec<f64> = oos_index.iter().flat_map(|&i| oos[i].clone().expect("present")).collect();
         let oos_labels: Vec<f64> = oos_index.iter().map(|&i| self.y[i]).collect();
-        let (oos_scores, _) =
+        let (mut oos_scores, _) =
             score(self.task, &oos_labels, &oos_predictions).map_err(|e| self.fail(format!("out of sample: {e}")))?;
-        Ok(CrossValidated { folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores })
+        let ic_by_date = match self.dated(&oos_index, &oos_predictions)? {
+            Some(dated) => {
+                add_dated_scores(&mut oos_scores, &dated);
+                dated.per_date
+            }
+            None => Vec::new(),
+        };
+        Ok(CrossValidated { ic_by_date, folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores })
+    }
+
+    /// Cross-sectional runs, single-output models: the IC and rank IC of each date's predictions
+    /// against the raw (not made relative) target of dataset rows `rows`.
+    fn dated(&self, rows: &[usize], predictions: &[f64]) -> Result<Option<DatedIc>, PipelineError> {
+        let Some(panel) = &self.prepared.panel else { return Ok(None) };
+        if self.task.outputs() != 1 {
+            return Ok(None);
+        }
+        let raw = &panel.raw_targets[&self.target];
+        let dates: Vec<i64> = rows.iter().map(|&i| self.prepared.start[i]).collect();
+        let y: Vec<f64> = rows.iter().map(|&i| raw[i]).collect();
+        ic_by_date(&dates, &y, predictions, panel.config.min_symbols).map(Some).map_err(|e| self.fail(e))
+    }
+}
+
+/// The per-date scores of a cross-sectional run, beside the pooled ones.
+fn add_dated_scores(scores: &mut serde_json::Value, dated: &DatedIc) {
+    if let Some(map) = scores.as_object_mut() {
+        for (key, value) in [
+            ("date_ic", dated.mean_ic),
+            ("date_rank_ic", dated.mean_rank_ic),
+            ("date_ic_ir", dated.ic_ir),
+            ("date_rank_ic_ir", dated.rank_ic_ir),
+        ] {
+            map.insert(key.into(), serde_json::json!(value));
+        }
+        map.insert("dates".into(), serde_json::json!(dated.dates));
     }
 }
 
@@ -831,9 +1021,14 @@ fn headline_metric(task: Task) -> &'static str {
 /// Whether a larger `metric` is better for a model of `task`; the error lists the metrics there are.
 pub fn selection_direction(task: Task, metric: &str) -> Result<bool, String> {
     let (higher, lower): (&[&str], &[&str]) = match task {
-        Task::Binary => (&["roc_auc", "accuracy", "precision", "recall", "f1", "sharpe"], &["log_loss", "brier"]),
+        Task::Binary => (
+            &["roc_auc", "accuracy", "precision", "recall", "f1", "sharpe", "date_ic", "date_rank_ic"],
+            &["log_loss", "brier"],
+        ),
         Task::Multiclass { .. } => (&["accuracy"], &[]),
-        Task::Regression | Task::Quantile { .. } => (&["ic", "rank_ic", "r2", "sharpe"], &["rmse", "mae"]),
+        Task::Regression | Task::Quantile { .. } => {
+            (&["ic", "rank_ic", "r2", "sharpe", "date_ic", "date_rank_ic"], &["rmse", "mae"])
+        }
     };
     if higher.contains(&metric) {
         Ok(true)
@@ -907,7 +1102,7 @@ fn train_one(
             (chosen, cv, Some(outcome))
         }
     };
-    let CrossValidated { folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores } = cv;
+    let CrossValidated { ic_by_date, folds, headline_metric, oos_index, oos_predictions, oos_labels, oos_scores } = cv;
     let calibration = (task == Task::Binary)
         .then(|| calibration_table(&oos_labels, &oos_predictions, 10))
         .transpose()
@@ -1000,6 +1195,7 @@ fn train_one(
         sharpe_statistics: None,
         search,
         inputs: model.feature_names().to_vec(),
+        ic_by_date,
         final_train_rows: final_rows.len(),
         train_seconds,
         artifact,
@@ -1121,6 +1317,9 @@ fn backtest(
     predictions: &[f64],
     ppy: f64,
 ) -> Result<Option<BacktestOutcome>, String> {
+    if let Some(panel) = &prepared.panel {
+        return panel_backtest(config, prepared, panel, task, oos_index, predictions, ppy);
+    }
     let rule = config.backtest.rule();
     let is_binary = task == Task::Binary;
     let is_return = !task.is_classification() && target.starts_with("ret_");
@@ -1188,6 +1387,65 @@ fn backtest(
         positions,
         returns: run.returns,
         first_bar,
+        rows: None,
+    }))
+}
+
+/// A cross-sectional run's backtest: each rebalance date's predictions ranked across the symbols,
+/// long the top `cross_section.quantile`, short the bottom, against the equal-weight portfolio.
+fn panel_backtest(
+    config: &crate::config::PipelineConfig,
+    prepared: &Prepared,
+    panel: &Panel,
+    task: Task,
+    oos_index: &[usize],
+    predictions: &[f64],
+    ppy: f64,
+) -> Result<Option<BacktestOutcome>, String> {
+    if task.outputs() != 1 || oos_index.is_empty() {
+        return Ok(None);
+    }
+    let scored: Vec<Scored> = oos_index
+        .iter()
+        .zip(predictions)
+        .map(|(&i, &prediction)| Scored {
+            symbol: panel.symbol_of(prepared.bar(i)),
+            date: prepared.start[i],
+            prediction,
+        })
+        .collect();
+    let cs = &panel.config;
+    let step = prepared.timeframe.millis().max(1);
+    let rebalance = cs
+        .rebalance
+        .unwrap_or_else(|| (prepared.labels.lookahead.max_millis(prepared.timeframe) / step).max(1) as usize);
+    let costs = config.backtest.costs();
+    let ls = long_short(
+        &prepared.bars,
+        panel,
+        &scored,
+        cs.quantile,
+        rebalance,
+        cs.min_symbols,
+        costs.fee_bps + costs.slippage_bps,
+        ppy,
+    )?;
+    let share = cs.quantile * 100.0;
+    Ok(Some(BacktestOutcome {
+        rule: format!(
+            "every {rebalance} bars ({} rebalances): long the top {share} %, short the bottom {share} % of the \
+             date's predictions, equal weights (dollar-neutral, gross 2); benchmark: every predicted symbol, equal weights",
+            ls.rebalances
+        ),
+        strategy: ls.strategy,
+        buy_and_hold: ls.benchmark,
+        ts: ls.dates,
+        equity: ls.equity,
+        hold_equity: ls.benchmark_equity,
+        positions: ls.net_exposure,
+        returns: ls.returns,
+        first_bar: 0,
+        rows: Some(ls.rows),
     }))
 }
 
