@@ -716,6 +716,36 @@ mod tests {
     }
 
     #[test]
+    fn cross_sectional_keys_are_checked_and_name_the_key() {
+        let check = |text: String| match PipelineConfig::parse(&text) {
+            Ok(config) => config.check().err().unwrap_or_default(),
+            Err(e) => e,
+        };
+        let with_data =
+            |extra: &str| EXAMPLE.replacen("calendar = \"crypto\"\n", &format!("calendar = \"crypto\"\n{extra}\n"), 1);
+        let err = check(with_data("symbols = \"everything\""));
+        assert!(err.contains("data.symbols") && err.contains("\"all\" or a list"), "{err}");
+        let err = check(with_data("symbols = [\"AAPL\"]"));
+        assert!(err.contains("at least two symbols"), "{err}");
+        let err = check(with_data("symbols = [\"AAPL\", \"AAPL\"]"));
+        assert!(err.contains("data.symbols[1]") && err.contains("twice"), "{err}");
+        // The example's models are classifiers: a target ranked across symbols is not a class.
+        let err = check(with_data("symbols = \"all\""));
+        assert!(err.contains("models[0]") && err.contains("cross_section.target"), "{err}");
+        let err = check(with_data("on_conflict = \"keep-first\""));
+        assert!(err.starts_with("data.on_conflict") && err.contains("repair"), "{err}");
+        let err = check(with_data("on_conflict = \"keep-middle\"\nrepair = true"));
+        assert!(err.contains("data.on_conflict") && err.contains("keep-first"), "{err}");
+        let err = check(format!("{EXAMPLE}\n[cross_section]\nquantile = 0.2\n"));
+        assert!(err.starts_with("cross_section") && err.contains("data.symbols"), "{err}");
+        let text = with_data("symbols = \"all\"").replace("objective = \"binary\"", "objective = \"regression\"");
+        let err = check(format!("{text}\n[cross_section]\nquantile = 0.7\n"));
+        assert!(err.starts_with("cross_section.quantile"), "{err}");
+        let err = check(format!("{text}\n[cross_section]\nrank = true\n"));
+        assert!(err.contains("cross_section.rank") && err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
     fn cross_key_checks_name_the_key() {
         let mut config = PipelineConfig::parse(EXAMPLE).unwrap();
         config.models.push(config.models[0].clone());
