@@ -281,7 +281,7 @@ impl ModelSpec {
     pub fn task(&self) -> Result<Task, ModelError> {
         match self {
             ModelSpec::Lightgbm(p) => p.task(),
-            ModelSpec::Logistic(p) => p.validate().map(|_| Task::Binary),
+            ModelSpec::Logistic(p) => p.validate().map(|_| p.task()),
             ModelSpec::Linear(p) => p.validate().map(|_| Task::Regression),
             ModelSpec::Svm(p) => p.task(),
             ModelSpec::Mlp(p) => p.task(),

@@ -1,7 +1,8 @@
 //! Linear models: logistic regression with an L2, L1 or elastic-net penalty (binary; our own Newton
 //! solver for L2, see [`newton_logistic`], and proximal Newton with coordinate descent for L1 and
-//! elastic net, see [`proximal_newton_logistic`]), and linear regression from linfa (ordinary least
-//! squares, or elastic net: L1, L2 or both). The fitted model is its coefficients,
+//! elastic net, see [`proximal_newton_logistic`]), multinomial (softmax) logistic regression with an
+//! L2 penalty by L-BFGS ([`lbfgs_multinomial`]), and linear regression (ordinary least squares from
+//! linfa, ridge in closed form, elastic net from linfa). The fitted model is its coefficients,
 //! evaluated here directly, so prediction needs no solver and no allocation per row.
 //!
 //! Penalties follow scikit-learn's conventions so configs carry over: logistic `c` is the inverse
@@ -49,7 +50,8 @@ fn is_l2(p: &Penalty) -> bool {
     *p == Penalty::L2
 }
 
-/// `kind = "logistic"`: binary logistic regression with an L2, L1 or elastic-net penalty.
+/// `kind = "logistic"`: binary logistic regression with an L2, L1 or elastic-net penalty, or with
+/// `num_class` ≥ 3 multinomial (softmax) regression with an L2 penalty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogisticParams {
@@ -61,7 +63,12 @@ pub struct LogisticParams {
     /// Elastic net: the share of the penalty that is L1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1_ratio: Option<f64>,
-    /// Newton steps at most (a handful is typical).
+    /// 3 or more: multinomial regression over class indices 0 … num_class − 1 (one coefficient row
+    /// per class, softmax probabilities); absent: binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_class: Option<usize>,
+    /// Solver steps at most: Newton steps for binary L2 (a handful is typical), L-BFGS steps for
+    /// multinomial.
     #[serde(default = "default_iterations")]
     pub max_iterations: u64,
     /// Stop when every component of the objective's gradient, per row, is within this of 0.
@@ -75,6 +82,7 @@ impl Default for LogisticParams {
             c: default_c(),
             penalty: Penalty::L2,
             l1_ratio: None,
+            num_class: None,
             max_iterations: default_iterations(),
             tolerance: default_tolerance(),
         }
@@ -131,7 +139,22 @@ impl LogisticParams {
             }
             _ => {}
         }
+        match self.num_class {
+            Some(n) if n < 3 => return bad(format!("num_class = {n}: expected 3 or more (leave it out for binary)")),
+            Some(_) if self.penalty != Penalty::L2 => {
+                return bad("num_class: multinomial regression takes penalty = \"l2\" only (for now)".into())
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// Binary, or multiclass with `num_class` classes.
+    pub fn task(&self) -> Task {
+        match self.num_class {
+            Some(classes) => Task::Multiclass { classes },
+            None => Task::Binary,
+        }
     }
 
     /// The L1 and L2 strengths: the objective is Σ log-loss + l1·‖w‖₁ + l2·‖w‖² / 2.
@@ -164,12 +187,16 @@ impl LinearParams {
     }
 }
 
-/// The coefficients written to `linear.json`.
+/// The coefficients written to `linear.json`: one output's `intercept` and `coefficients`, or for
+/// multinomial regression one `intercepts` entry and one row of `coefficients` per class.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Coefficients {
-    intercept: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intercept: Option<f64>,
     coefficients: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intercepts: Option<Vec<f64>>,
 }
 
 /// A fitted linear or logistic model.
@@ -178,7 +205,9 @@ pub struct LinearModel {
     family: &'static str,
     task: Task,
     feature_names: Vec<String>,
-    intercept: f64,
+    /// One per output: a single one, or one per class (multinomial).
+    intercepts: Vec<f64>,
+    /// Row-major, one row of coefficients per output.
     coefficients: Vec<f64>,
     params: serde_json::Value,
     training: serde_json::Value,
@@ -416,6 +445,146 @@ fn proximal_newton_logistic(x: &[f64], y: &[f64], d: usize, params: &LogisticPar
     Ok(NewtonFit { coefficients: w, intercept: b, iterations, gradient_norm: largest_move, converged })
 }
 
+/// Σ −log softmax(z)_y + ‖W‖² / 2c for multinomial regression at θ (per class: d coefficients, then
+/// the intercept), with its gradient written into `gradient`.
+fn softmax_objective(x: &[f64], y: &[f64], d: usize, theta: &[f64], c: f64, gradient: &mut [f64]) -> f64 {
+    let stride = d + 1;
+    let k = theta.len() / stride;
+    gradient.iter_mut().for_each(|g| *g = 0.0);
+    let mut z = vec![0.0; k];
+    // Compensated (Neumaier) sum: near the optimum the line search compares objectives that differ
+    // by less than a plain sum's rounding over tens of thousands of rows.
+    let (mut loss, mut compensation) = (0.0f64, 0.0f64);
+    let mut add = |v: f64| {
+        let t = loss + v;
+        compensation += if loss.abs() >= v.abs() { (loss - t) + v } else { (v - t) + loss };
+        loss = t;
+    };
+    for (row, &yi) in x.chunks_exact(d).zip(y) {
+        for (class, zc) in z.iter_mut().enumerate() {
+            let t = &theta[class * stride..(class + 1) * stride];
+            *zc = t[d] + row.iter().zip(&t[..d]).map(|(a, b)| a * b).sum::<f64>();
+        }
+        let top = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let log_sum = top + z.iter().map(|v| (v - top).exp()).sum::<f64>().ln();
+        let label = yi as usize;
+        add(log_sum - z[label]);
+        for (class, &zc) in z.iter().enumerate() {
+            let r = (zc - log_sum).exp() - f64::from(u8::from(class == label));
+            let g = &mut gradient[class * stride..(class + 1) * stride];
+            for (gj, &xj) in g[..d].iter_mut().zip(row) {
+                *gj += r * xj;
+            }
+            g[d] += r;
+        }
+    }
+    for class in 0..k {
+        for j in 0..d {
+            let w = theta[class * stride + j];
+            add(w * w / (2.0 * c));
+            gradient[class * stride + j] += w / c;
+        }
+    }
+    loss + compensation
+}
+
+/// Minimises Σ −log softmax + ‖W‖² / 2c (intercepts unpenalised, as scikit-learn) by L-BFGS (10
+/// pairs, backtracking Armijo line search): the Hessian of k·(d + 1) parameters would cost a pass
+/// of (k·(d + 1))² per row. Stops when max |gradient| / rows ≤ `tolerance`, or when no step along
+/// the search direction lowers the objective (the optimum to machine precision).
+fn lbfgs_multinomial(x: &[f64], y: &[f64], d: usize, classes: usize, params: &LogisticParams) -> MultinomialFit {
+    const PAIRS: usize = 10;
+    let n = classes * (d + 1);
+    let rows = y.len() as f64;
+    let c = params.c;
+    let mut theta = vec![0.0; n];
+    let mut gradient = vec![0.0; n];
+    let mut objective = softmax_objective(x, y, d, &theta, c, &mut gradient);
+    let mut history: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> = Default::default();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
+    let (mut iterations, mut converged) = (0, false);
+    let mut gradient_norm = gradient.iter().fold(0.0f64, |m, g| m.max(g.abs())) / rows;
+    let mut trial_gradient = vec![0.0; n];
+    while iterations < params.max_iterations {
+        if gradient_norm <= params.tolerance {
+            converged = true;
+            break;
+        }
+        // Two-loop recursion: direction = −H·g, H from the stored (s, y) pairs.
+        let mut q = gradient.clone();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, yv, rho) in history.iter().rev() {
+            let a = rho * dot(s, &q);
+            q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= a * yi);
+            alphas.push(a);
+        }
+        let scale = match history.back() {
+            Some((s, yv, _)) => dot(s, yv) / dot(yv, yv),
+            None => 1.0 / dot(&gradient, &gradient).sqrt().max(f64::MIN_POSITIVE),
+        };
+        q.iter_mut().for_each(|v| *v *= scale);
+        for ((s, yv, rho), a) in history.iter().zip(alphas.iter().rev()) {
+            let b = rho * dot(yv, &q);
+            q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - b) * si);
+        }
+        let mut direction: Vec<f64> = q.iter().map(|v| -v).collect();
+        let mut slope = dot(&gradient, &direction);
+        if slope >= 0.0 {
+            // Not a descent direction (a stale pair): restart from the gradient.
+            history.clear();
+            direction = gradient.iter().map(|g| -g).collect();
+            slope = -dot(&gradient, &gradient);
+        }
+        let mut t = 1.0;
+        let accepted = loop {
+            let trial: Vec<f64> = theta.iter().zip(&direction).map(|(a, b)| a + t * b).collect();
+            let value = softmax_objective(x, y, d, &trial, c, &mut trial_gradient);
+            if value <= objective + 1e-4 * t * slope {
+                let s: Vec<f64> = trial.iter().zip(&theta).map(|(a, b)| a - b).collect();
+                let yv: Vec<f64> = trial_gradient.iter().zip(&gradient).map(|(a, b)| a - b).collect();
+                let sy = dot(&s, &yv);
+                if sy > 1e-12 * dot(&yv, &yv).sqrt() * dot(&s, &s).sqrt() {
+                    if history.len() == PAIRS {
+                        history.pop_front();
+                    }
+                    history.push_back((s, yv, 1.0 / sy));
+                }
+                theta = trial;
+                objective = value;
+                std::mem::swap(&mut gradient, &mut trial_gradient);
+                break true;
+            }
+            if t < 1e-10 {
+                break false;
+            }
+            t *= 0.5;
+        };
+        iterations += 1;
+        gradient_norm = gradient.iter().fold(0.0f64, |m, g| m.max(g.abs())) / rows;
+        if !accepted {
+            if history.is_empty() {
+                // Not even the gradient direction lowers the objective: the optimum to machine precision.
+                converged = true;
+                break;
+            }
+            // The quasi-Newton model went stale: start it again from the gradient.
+            history.clear();
+        }
+    }
+    let stride = d + 1;
+    let coefficients = (0..classes).flat_map(|k| theta[k * stride..k * stride + d].to_vec()).collect();
+    let intercepts = (0..classes).map(|k| theta[k * stride + d]).collect();
+    MultinomialFit { coefficients, intercepts, iterations, gradient_norm, converged }
+}
+
+struct MultinomialFit {
+    coefficients: Vec<f64>,
+    intercepts: Vec<f64>,
+    iterations: u64,
+    gradient_norm: f64,
+    converged: bool,
+}
+
 /// Ridge regression in closed form, with the elastic net's scaling (l1_ratio = 0):
 /// minimises ‖y − Xw − b‖² / (2n) + alpha·‖w‖² / 2, the intercept unpenalised. Solves
 /// (XcᵀXc / n + alpha·I) w = Xcᵀyc / n for the centred data; the Gram matrix comes from one blocked
@@ -491,6 +660,9 @@ impl LinearModel {
     pub fn fit_logistic(data: &Dataset, params: &LogisticParams) -> Result<LinearModel, ModelError> {
         params.validate()?;
         refuse_weights(data, "logistic")?;
+        if let Some(classes) = params.num_class {
+            return Self::fit_multinomial(data, params, classes);
+        }
         Task::Binary.check_labels(data.labels)?;
         // Only the completeness check: the solver reads the row-major slice directly.
         matrix_check(data, "logistic")?;
@@ -510,7 +682,7 @@ impl LinearModel {
             family: "logistic",
             task: Task::Binary,
             feature_names: data.feature_names.to_vec(),
-            intercept: fitted.intercept,
+            intercepts: vec![fitted.intercept],
             coefficients: fitted.coefficients,
             params: serde_json::to_value(params).expect("params serialise"),
             training: serde_json::json!({
@@ -555,29 +727,72 @@ impl LinearModel {
             family: "linear",
             task: Task::Regression,
             feature_names: data.feature_names.to_vec(),
-            intercept,
+            intercepts: vec![intercept],
             coefficients,
             params: serde_json::to_value(params).expect("params serialise"),
             training: serde_json::json!({"rows": data.rows(), "seconds": started.elapsed().as_secs_f64()}),
         })
     }
 
+    fn fit_multinomial(data: &Dataset, params: &LogisticParams, classes: usize) -> Result<LinearModel, ModelError> {
+        let task = Task::Multiclass { classes };
+        task.check_labels(data.labels)?;
+        matrix_check(data, "logistic")?;
+        let started = std::time::Instant::now();
+        let fitted = lbfgs_multinomial(data.features, data.labels, data.n_features(), classes, params);
+        Ok(LinearModel {
+            family: "logistic",
+            task,
+            feature_names: data.feature_names.to_vec(),
+            intercepts: fitted.intercepts,
+            coefficients: fitted.coefficients,
+            params: serde_json::to_value(params).expect("params serialise"),
+            training: serde_json::json!({
+                "rows": data.rows(),
+                "seconds": started.elapsed().as_secs_f64(),
+                "solver": "lbfgs",
+                "iterations": fitted.iterations,
+                // max |gradient| per row when the solver stopped.
+                "gradient_norm": fitted.gradient_norm,
+                "converged": fitted.converged,
+            }),
+        })
+    }
+
+    /// Every output's coefficients, one row of `feature_names().len()` per output.
     pub fn coefficients(&self) -> &[f64] {
         &self.coefficients
     }
 
+    /// The first output's intercept (the only one but for multinomial regression).
     pub fn intercept(&self) -> f64 {
-        self.intercept
+        self.intercepts[0]
     }
 
-    fn raw(&self, row: &[f64]) -> f64 {
-        self.intercept + row.iter().zip(&self.coefficients).map(|(x, w)| x * w).sum::<f64>()
+    pub fn intercepts(&self) -> &[f64] {
+        &self.intercepts
     }
 
-    fn output(&self, raw: f64) -> f64 {
+    /// Raw scores of one row (log-odds, values, or per-class logits), appended to `out`.
+    fn raw_into(&self, row: &[f64], out: &mut Vec<f64>) {
+        let d = self.feature_names.len();
+        for (b, w) in self.intercepts.iter().zip(self.coefficients.chunks_exact(d)) {
+            out.push(b + row.iter().zip(w).map(|(x, w)| x * w).sum::<f64>());
+        }
+    }
+
+    fn outputs_into(&self, row: &[f64], out: &mut Vec<f64>) {
+        let start = out.len();
+        self.raw_into(row, out);
+        let scores = &mut out[start..];
         match self.task {
-            Task::Binary => 1.0 / (1.0 + (-raw).exp()),
-            _ => raw,
+            Task::Binary => scores[0] = 1.0 / (1.0 + (-scores[0]).exp()),
+            Task::Multiclass { .. } => {
+                let top = scores.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                let total: f64 = scores.iter().map(|v| (v - top).exp()).sum();
+                scores.iter_mut().for_each(|v| *v = (*v - top).exp() / total);
+            }
+            _ => {}
         }
     }
 
@@ -593,12 +808,27 @@ impl LinearModel {
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
         let c: Coefficients = serde_json::from_str(&text)
             .map_err(|e| ModelError::Artifact { path: path.clone(), message: e.to_string() })?;
-        if c.coefficients.len() != meta.feature_names.len() || !c.intercept.is_finite() {
+        let intercepts = match (c.intercept, c.intercepts) {
+            (Some(b), None) => vec![b],
+            (None, Some(bs)) => bs,
+            _ => {
+                return Err(ModelError::Artifact {
+                    path,
+                    message: "expected `intercept` (one output) or `intercepts` (one per class)".into(),
+                })
+            }
+        };
+        let outputs = meta.task.outputs();
+        if intercepts.len() != outputs
+            || c.coefficients.len() != outputs * meta.feature_names.len()
+            || intercepts.iter().any(|b| !b.is_finite())
+        {
             return Err(ModelError::Artifact {
                 path,
                 message: format!(
-                    "{} coefficients for {} features (or a non-finite intercept)",
+                    "{} coefficients and {} intercepts for {} features and {outputs} outputs (or a non-finite intercept)",
                     c.coefficients.len(),
+                    intercepts.len(),
                     meta.feature_names.len()
                 ),
             });
@@ -611,7 +841,7 @@ impl LinearModel {
             family,
             task: meta.task,
             feature_names: meta.feature_names,
-            intercept: c.intercept,
+            intercepts,
             coefficients: c.coefficients,
             params: meta.params,
             training: meta.training,
@@ -630,33 +860,51 @@ impl Model for LinearModel {
         &self.feature_names
     }
     fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, ModelError> {
-        self.check_complete(rows)?;
-        Ok(rows.chunks_exact(self.feature_names.len()).map(|r| self.output(self.raw(r))).collect())
+        let n = self.check_complete(rows)?;
+        let mut out = Vec::with_capacity(n * self.intercepts.len());
+        for row in rows.chunks_exact(self.feature_names.len()) {
+            self.outputs_into(row, &mut out);
+        }
+        Ok(out)
     }
-    /// |coefficient|: comparable across features when they are standardised (the default).
+    /// |coefficient| (summed over classes): comparable across features when they are standardised
+    /// (the default).
     fn feature_importance(&self) -> Result<Vec<Importance>, ModelError> {
+        let d = self.feature_names.len();
         Ok(self
             .feature_names
             .iter()
-            .zip(&self.coefficients)
-            .map(|(f, w)| Importance { feature: f.clone(), gain: w.abs(), splits: 0.0 })
+            .enumerate()
+            .map(|(j, f)| Importance {
+                feature: f.clone(),
+                gain: self.coefficients.chunks_exact(d).map(|w| w[j].abs()).sum(),
+                splits: 0.0,
+            })
             .collect())
     }
     /// coefficient × value per feature, then the intercept: they sum to the raw score (log-odds for
-    /// logistic regression).
+    /// logistic regression); multinomial: one such block per class, summing to its logit.
     fn explain(&self, row: &[f64]) -> Result<Vec<f64>, ModelError> {
         if self.check_complete(row)? != 1 {
             return Err(ModelError::InvalidData("explain takes one row".into()));
         }
-        let mut out: Vec<f64> = row.iter().zip(&self.coefficients).map(|(x, w)| x * w).collect();
-        out.push(self.intercept);
+        let d = self.feature_names.len();
+        let mut out = Vec::with_capacity((d + 1) * self.intercepts.len());
+        for (b, w) in self.intercepts.iter().zip(self.coefficients.chunks_exact(d)) {
+            out.extend(row.iter().zip(w).map(|(x, w)| x * w));
+            out.push(*b);
+        }
         Ok(out)
     }
     fn meta(&self) -> ArtifactMeta {
         ArtifactMeta::of(self.family, self.task, &self.feature_names, &self.params, &self.training)
     }
     fn write_files(&self, dir: &Path) -> Result<(), ModelError> {
-        let c = Coefficients { intercept: self.intercept, coefficients: self.coefficients.clone() };
+        let (intercept, intercepts) = match &self.intercepts[..] {
+            [b] => (Some(*b), None),
+            many => (None, Some(many.to_vec())),
+        };
+        let c = Coefficients { intercept, coefficients: self.coefficients.clone(), intercepts };
         write_atomically(&dir.join("linear.json"), &serde_json::to_vec_pretty(&c).expect("json"))
     }
 }
