@@ -16,7 +16,10 @@ pub const EXAMPLES: &str = "Examples:
   curl -s localhost:8001/feedback -d '{\"prediction_id\": \"…\", \"outcome\": 1}'
 
 Promoting or rolling back a version (`quantpipe models promote|rollback`) is picked up within
-server.poll_interval_ms and swapped in without failing a request. See docs/serve.md for serve.toml
+server.poll_interval_ms and swapped in without failing a request. Over HTTP, with the server
+started with QUANTPIPE_ADMIN_TOKEN set (16+ characters; without it these answer 403):
+  curl -s localhost:8001/models/direction_lgbm/promote -H \"Authorization: Bearer $QUANTPIPE_ADMIN_TOKEN\" -d '{\"version\": \"1.2.0\"}'
+  curl -s -X POST localhost:8001/models/direction_lgbm/rollback -H \"Authorization: Bearer $QUANTPIPE_ADMIN_TOKEN\" See docs/serve.md for serve.toml
 (limits, canary and shadow routes, fallback rules) and every endpoint; GET /openapi.json describes them.";
 
 #[derive(Args)]
@@ -50,6 +53,14 @@ pub fn serve(home: &Path, args: ServeArgs) -> Result<ExitCode> {
     if let Some(addr) = &args.addr {
         config.server.addr = addr.clone();
         config.validate().map_err(|m| anyhow::anyhow!("--addr: {m}"))?;
+    }
+    // Registry changes over HTTP (promote, rollback) only with a token, and the token only from the
+    // environment: not a flag (other users see it in `ps`), not serve.toml (files get committed).
+    if let Ok(token) = std::env::var("QUANTPIPE_ADMIN_TOKEN") {
+        if token.len() < 16 {
+            anyhow::bail!("QUANTPIPE_ADMIN_TOKEN: use at least 16 characters (e.g. `openssl rand -hex 16`)");
+        }
+        config.server.admin_token = Some(token);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async {

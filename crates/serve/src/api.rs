@@ -100,6 +100,9 @@ fn registry_error(e: RegistryError) -> ApiError {
         RegistryError::InvalidArgument(m) | RegistryError::InvalidReference(m) | RegistryError::InvalidName(m) => {
             ApiError::unprocessable("invalid_request", m)
         }
+        e @ (RegistryError::InvalidTransition { .. }
+        | RegistryError::NoRollbackTarget(_)
+        | RegistryError::GateRefused { .. }) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "registry_error", other.to_string()),
     }
 }
@@ -1233,6 +1236,116 @@ pub async fn load_model(
         LoadError::Registry(e) => registry_error(e),
     })?;
     Ok(JsonResponse(StatusCode::OK, endpoint_info(&endpoint, false)))
+}
+
+/// `POST /models/{name}/promote`: a version and the stage it goes to (production by default).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// `1.2.0`, or a stage or `latest` as in `quantpipe models promote NAME@…`.
+    pub version: String,
+    /// `staging`, `production` (the default), `archived` or `deprecated`.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// The registry's stage changes, and what the endpoint serves once the server has followed them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StageChangesResponse {
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Vec<quantpipe_registry::StageChange>,
+    /// The endpoint of that model after the swap (absent when this server does not serve it).
+    pub endpoint: Option<EndpointInfo>,
+}
+
+/// Registry changes over HTTP need the server's admin token (constant-time comparison).
+fn require_admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.settings.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "registry changes over HTTP are off: start `quantpipe serve` with QUANTPIPE_ADMIN_TOKEN set, \
+             and send it as `Authorization: Bearer TOKEN` (or use `quantpipe models promote|rollback`)",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same =
+        given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer TOKEN` with the server's admin token",
+        ));
+    }
+    Ok(())
+}
+
+/// After a registry change: follow it now rather than at the next poll, and describe the endpoint.
+async fn followed(state: &AppState, name: &str) -> Option<EndpointInfo> {
+    let outcome = state.loader.poll(&state.endpoints).await;
+    for failure in outcome.failures {
+        eprintln!("quantpipe serve: {failure}");
+    }
+    state.endpoints.get(name).map(|e| endpoint_info(&e, false))
+}
+
+/// Moves a version to a stage in the registry (production by default; the version it replaces is
+/// archived), as `quantpipe models promote` does, then swaps it in. Needs the admin token.
+#[utoipa::path(post, path = "/models/{name}/promote", params(("name" = String, Path)), request_body = PromoteRequest,
+    responses(
+        (status = 200, body = StageChangesResponse),
+        (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 403, description = "the server has no admin token: registry changes are off", body = ErrorBody),
+        (status = 404, description = "unknown model or version", body = ErrorBody),
+        (status = 409, description = "the stage change is not allowed from the version's stage", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn promote_model(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    JsonBody(request): JsonBody<PromoteRequest>,
+) -> Result<JsonResponse<StageChangesResponse>, ApiError> {
+    require_admin(&state, &headers)?;
+    quantpipe_registry::check_name(&name).map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+    let reference = quantpipe_registry::VersionRef::parse(&format!("{name}@{}", request.version))
+        .map_err(|e| ApiError::unprocessable("invalid_request", format!("version: {e}")))?;
+    let to = match request.to.as_deref() {
+        None => quantpipe_registry::Stage::Production,
+        Some(raw) => raw.parse().map_err(|e: quantpipe_registry::RegistryError| {
+            ApiError::unprocessable("invalid_request", format!("to: {e}"))
+        })?,
+    };
+    let changes = state.registry.promote(&state.scope, &reference, to, None, "api").await.map_err(registry_error)?;
+    let endpoint = followed(&state, &name).await;
+    Ok(JsonResponse(StatusCode::OK, StageChangesResponse { changes, endpoint }))
+}
+
+/// Puts back the version that was production before the current one, as `quantpipe models
+/// rollback` does, then swaps it in. Needs the admin token.
+#[utoipa::path(post, path = "/models/{name}/rollback", params(("name" = String, Path)),
+    responses(
+        (status = 200, body = StageChangesResponse),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "no earlier production version to go back to", body = ErrorBody),
+    ))]
+pub async fn rollback_model(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<JsonResponse<StageChangesResponse>, ApiError> {
+    require_admin(&state, &headers)?;
+    quantpipe_registry::check_name(&name).map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+    let changes = state.registry.rollback(&state.scope, &name, "api").await.map_err(registry_error)?;
+    let endpoint = followed(&state, &name).await;
+    Ok(JsonResponse(StatusCode::OK, StageChangesResponse { changes, endpoint }))
 }
 
 /// Stops serving an endpoint (requests get its fallback, or 503) until it is loaded again.

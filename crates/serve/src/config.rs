@@ -40,6 +40,11 @@ pub struct ServerSettings {
     /// Predictions waiting to be written; when full, new ones are counted as dropped rather than
     /// slowing answers down.
     pub log_queue: usize,
+    /// The bearer token that `POST /models/{name}/promote` and `/rollback` require; without one
+    /// (the default) the server refuses registry changes. Set from `QUANTPIPE_ADMIN_TOKEN`, never
+    /// from a file that might be committed.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +58,7 @@ impl Default for ServerSettings {
             poll_interval_ms: 1_000,
             log_flush_ms: 100,
             log_queue: 200_000,
+            admin_token: None,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct AppState {
         api::predict_batch,
         api::load_model,
         api::unload_model,
+        api::promote_model,
+        api::rollback_model,
         api::feedback,
         api::metrics
     )
@@ -183,6 +185,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(api::list_models))
         .route("/models/{name}", get(api::show_model).delete(api::unload_model))
         .route("/models/{name}/load", post(api::load_model))
+        .route("/models/{name}/promote", post(api::promote_model))
+        .route("/models/{name}/rollback", post(api::rollback_model))
         .route("/predict", post(api::predict))
         .route("/predict/batch", post(api::predict_batch))
         .route("/feedback", post(api::feedback))

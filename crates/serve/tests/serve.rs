@@ -608,3 +608,83 @@ async fn a_request_past_its_deadline_gets_503_and_the_server_goes_on() {
     assert!(metrics["text"].as_str().unwrap().contains("quantpipe_request_timeouts_total 1\n"));
     t.cleanup().await;
 }
+
+/// One request through the router with an `Authorization` header, no socket.
+async fn call_as(server: &Server, token: Option<&str>, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut request = Request::builder().method("POST").uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = server.router().oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({ "text": String::from_utf8_lossy(&bytes) })))
+}
+
+/// Promote and rollback over HTTP: off without an admin token, 401 with a wrong one; with the right
+/// one the registry changes (audited as "api") and the server answers with the new version at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_rollback_over_http_need_the_admin_token_and_swap_at_once() {
+    let t = sqlite().await;
+    let reg = &t.registry;
+    register(reg, "direction", 7, 30, Stage::Production).await;
+    let v2 = register(reg, "direction", 11, 60, Stage::Staging).await;
+    let promote_v2 = r#"{"version": "1.0.1"}"#;
+
+    let server = start(&t, &quick_config()).await;
+    let (status, body) = call_as(&server, Some("anything-at-all-here"), "/models/direction/promote", promote_v2).await;
+    assert_error_shape(status, &body, 403, "admin_disabled", "QUANTPIPE_ADMIN_TOKEN");
+    let (status, body) = call_as(&server, None, "/models/direction/rollback", "").await;
+    assert_error_shape(status, &body, 403, "admin_disabled", "QUANTPIPE_ADMIN_TOKEN");
+
+    let token = "0123456789abcdef-admin";
+    let mut config = quick_config();
+    config.server.admin_token = Some(token.into());
+    let server = start(&t, &config).await;
+    for wrong in [None, Some("0123456789abcdef-admiN"), Some("short")] {
+        let (status, body) = call_as(&server, wrong, "/models/direction/promote", promote_v2).await;
+        assert_error_shape(status, &body, 401, "unauthorized", "Authorization: Bearer");
+    }
+    let production = reg.version(&P, &quantpipe_registry::VersionRef::parse("direction@production").unwrap()).await;
+    assert_eq!(production.unwrap().reference(), "direction@1.0.0", "refused requests changed nothing");
+
+    // Bad requests name what is wrong.
+    let (status, body) =
+        call_as(&server, Some(token), "/models/direction/promote", r#"{"version": "1.0.1", "to": "heaven"}"#).await;
+    assert_error_shape(status, &body, 422, "invalid_request", "unknown stage");
+    let (status, body) = call_as(&server, Some(token), "/models/direction/promote", r#"{"version": "9.9.9"}"#).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) =
+        call_as(&server, Some(token), "/models/direction/promote", r#"{"version": "1.0.1", "to": "draft"}"#).await;
+    assert_error_shape(status, &body, 409, "conflict", "draft");
+    let (status, body) = call_as(&server, Some(token), "/models/direction/promote", r#"{"versoin": "1.0.1"}"#).await;
+    assert_error_shape(status, &body, 422, "invalid_request", "versoin");
+
+    // Promoted: the old production version is archived, and the next answer comes from 1.0.1.
+    let (status, body) = call_as(&server, Some(token), "/models/direction/promote", promote_v2).await;
+    assert_eq!(status, 200, "{body}");
+    let changes: Vec<(&str, &str, &str)> = body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["version"].as_str().unwrap(), c["from"].as_str().unwrap(), c["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, [("direction@1.0.0", "production", "archived"), ("direction@1.0.1", "staging", "production")]);
+    assert_eq!(body["endpoint"]["loaded"][0]["version"], "direction@1.0.1", "{body}");
+    let (status, answer, _) =
+        call(&server, "POST", "/predict", json!({"model_name": "direction", "features": ROW}).to_string()).await;
+    assert_eq!((status, answer["model_version"].as_str()), (200, Some("direction@1.0.1")));
+    assert_eq!(answer["probability"].as_f64().unwrap(), direct_prediction(reg, &v2, &ROW));
+
+    // Rolled back: 1.0.0 serves again.
+    let (status, body) = call_as(&server, Some(token), "/models/direction/rollback", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["endpoint"]["loaded"][0]["version"], "direction@1.0.0", "{body}");
+    let (_, answer, _) =
+        call(&server, "POST", "/predict", json!({"model_name": "direction", "features": ROW}).to_string()).await;
+    assert_eq!(answer["model_version"], "direction@1.0.0");
+    let audit = reg.audit_log(&P, Some("direction"), 10).await.unwrap();
+    let by_api: Vec<&str> = audit.iter().filter(|a| a.actor == "api").map(|a| a.action.as_str()).collect();
+    assert!(by_api.contains(&"promote") && by_api.contains(&"rollback"), "{by_api:?}");
+    t.cleanup().await;
+}
