@@ -568,20 +568,20 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
     let home = tempfile::tempdir().unwrap();
     let out_dir = home.path().join("run");
-    let text = std::fs::read_to_string(repo("examples/sp500_cross_section.toml")).unwrap();
+    let example = std::fs::read_to_string(repo("examples/sp500_cross_section.toml")).unwrap();
     // 58 long-lived symbols, CBS and STI (each with a conflicting duplicate date, repaired), SNI (2 bars: left out).
     let symbols = "AAPL,ABT,ADBE,AMGN,AMZN,AXP,BA,BAC,BK,BMY,C,CAT,CL,CMCSA,COP,COST,CSCO,CVS,CVX,DIS,DUK,EMR,\
                    EXC,F,FDX,GD,GE,GILD,GS,HD,HON,IBM,INTC,JPM,KO,LLY,LMT,LOW,MCD,MDT,MMM,MO,MRK,MS,MSFT,NKE,\
                    ORCL,PEP,PFE,PG,QCOM,SBUX,T,TGT,TXN,UNH,USB,WMT,CBS,STI,SNI";
     let list: Vec<String> = symbols.split(',').map(|s| format!("{s:?}")).collect();
     let config = home.path().join("sp500.toml");
-    let edited = text
+    let edited = example
         .replace("symbols = \"all\"", &format!("symbols = [{}]", list.join(", ")))
         .replace("min_symbols = 100", "min_symbols = 50")
         .replace("min_train_rows = 100000", "min_train_rows = 12000")
         .replace("min_data_in_leaf = 2000", "min_data_in_leaf = 300")
         .replace("num_iterations = 150", "num_iterations = 40");
-    assert_ne!(edited, text);
+    assert_ne!(edited, example);
     std::fs::write(&config, edited).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
         .args(["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"])
@@ -666,4 +666,30 @@ fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
     let report = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(report.contains("<h2>Cross-section</h2>") && report.contains("Cumulative rank IC"));
     assert!(report.contains("equal weight"));
+
+    // Refused, naming the cause: an unknown symbol; the file's conflicting duplicates without
+    // repair (naming the symbols); a classifier on a ranked target.
+    let cases = [
+        ("symbols = \"all\"", "symbols = [\"AAPL\", \"NOPE\", \"MSFT\"]", "data.symbols: not found: NOPE"),
+        ("repair = true", "repair = false", "CBS"),
+        ("on_conflict = \"keep-first\"", "on_conflict = \"keep-sideways\"", "data.on_conflict"),
+        ("objective = \"regression\"", "objective = \"binary\"", "cross_section.target"),
+    ];
+    for (find, replace, expected) in cases {
+        assert!(example.contains(find), "{find}");
+        let mut edited = example.replacen(find, replace, 1);
+        if replace == "repair = false" {
+            edited = edited.replace("on_conflict = \"keep-first\"\n", "");
+        }
+        std::fs::write(&config, edited).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
+            .args(["run", config.to_str().unwrap(), "--check"])
+            .env("QUANTPIPE_HOME", home.path())
+            .env("QUANTPIPE_SHARED_DATA", shared_data())
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(t.contains(expected) && !t.contains("panicked"), "expected {expected:?} in: {t}");
+    }
 }
