@@ -69,6 +69,28 @@ echo "== live path: POST /bars + POST /predict by symbol, standard features" >&2
 .venv/bin/python bench/serve_live.py 127.0.0.1:18801 "$data" > "$work/live.json"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2> /dev/null || true
 
+# The same server with its registry (and so its prediction log) on PostgreSQL, as a team running
+# several servers would have it: a fresh database on the local server, the model registered there.
+pg_admin="${BENCH_POSTGRES_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
+pg_db=quantpipe_bench_serve
+if psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" > /dev/null 2>&1; then
+  pg_url="${pg_admin%/*}/$pg_db"
+  echo "== quantpipe serve on PostgreSQL ($pg_url)" >&2
+  QUANTPIPE_DATABASE_URL="$pg_url" "$qp" train FILUSDT --timeframe 1m --kind horizon --param 'horizons=["1h"]' \
+    --model docs/models/direction_lightgbm.toml -o "$work/model-pg" --register direction > /dev/null
+  QUANTPIPE_DATABASE_URL="$pg_url" "$qp" models promote direction@1.0.0 --to production > /dev/null
+  QUANTPIPE_DATABASE_URL="$pg_url" "$qp" serve --addr 127.0.0.1:18803 > "$work/qp-pg.out" 2> "$work/qp-pg.err" &
+  pids+=($!)
+  wait_for http://127.0.0.1:18803/predict
+  curl -s -X POST -d @"$work/body.json" http://127.0.0.1:18803/predict > "$work/qp-pg-answer.json"
+  for c in 4 32 128; do measure quantpipe-pg http://127.0.0.1:18803/predict "$c"; done
+  curl -s http://127.0.0.1:18803/metrics > "$work/qp-pg-metrics.txt"
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2> /dev/null || true
+  psql "$pg_url" -Atc "SELECT count(*) FROM predictions" > "$work/qp-pg-logged.txt" 2> /dev/null || true
+else
+  echo "== no PostgreSQL at $pg_admin: the PostgreSQL pass is skipped" >&2
+fi
+
 for workers in 1 2; do
   QUANTPIPE_BENCH_MODEL="$work/model/model.txt" "$venv/bin/uvicorn" --app-dir bench serve_fastapi:app \
     --host 127.0.0.1 --port 18802 --workers "$workers" --log-level warning --no-access-log \
@@ -105,11 +127,26 @@ for c in (4, 32, 128):
     best = max(f1, f2, key=lambda r: r["rps"])
     out[f"c{c}"] = {"quantpipe": qs, "fastapi_1_worker": f1, "fastapi_2_workers": f2,
                     "rps_ratio_vs_best_fastapi": round(qs["rps"] / best["rps"], 1)}
+    try:
+        pg = parse("quantpipe-pg", c)
+        out[f"c{c}"]["quantpipe_postgres"] = pg
+        out[f"c{c}"]["postgres_rps_ratio_vs_best_fastapi"] = round(pg["rps"] / best["rps"], 1)
+    except FileNotFoundError:
+        pass
 metrics = open(f"{work}/qp-metrics.txt").read()
 logged = re.search(r"quantpipe_prediction_log_written_total (\d+)", metrics)
 dropped = re.search(r"quantpipe_prediction_log_dropped_total (\d+)", metrics)
 out["quantpipe_predictions_logged"] = int(logged.group(1)) if logged else None
 out["quantpipe_predictions_dropped_from_log"] = int(dropped.group(1)) if dropped else None
+try:
+    pg_metrics = open(f"{work}/qp-pg-metrics.txt").read()
+    for key, name in (("written", "logged"), ("dropped", "dropped_from_log")):
+        m = re.search(rf"quantpipe_prediction_log_{key}_total (\d+)", pg_metrics)
+        out[f"quantpipe_postgres_predictions_{name}"] = int(m.group(1)) if m else None
+    out["quantpipe_postgres_prediction_rows_in_database"] = int(open(f"{work}/qp-pg-logged.txt").read().strip() or 0)
+    out["probability_quantpipe_postgres"] = json.load(open(f"{work}/qp-pg-answer.json"))["probability"]
+except (FileNotFoundError, ValueError):
+    pass
 out.update(json.load(open(f"{work}/live.json")))
 print(json.dumps(out, indent=2))
 PY

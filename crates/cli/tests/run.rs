@@ -12,6 +12,8 @@ fn quantpipe(home: &Path, args: &[&str]) -> Output {
         .env_remove("QUANTPIPE_DATABASE_URL")
         .env_remove("QUANTPIPE_ARTIFACTS")
         .env_remove("QUANTPIPE_SCOPE")
+        // The examples on real data find it through this.
+        .env("QUANTPIPE_SHARED_DATA", shared_data())
         // Several runs share 2 cores while tests run in parallel: OpenMP threads that spin while
         // waiting would starve each other.
         .env("OMP_WAIT_POLICY", "PASSIVE")
@@ -438,13 +440,7 @@ fn every_example_checks_against_its_real_data() {
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-            .args(["run", path.to_str().unwrap(), "--check", "--json"])
-            .env("QUANTPIPE_HOME", home.path())
-            .env("QUANTPIPE_SHARED_DATA", shared_data())
-            .env("OMP_WAIT_POLICY", "PASSIVE")
-            .output()
-            .unwrap();
+        let out = quantpipe(home.path(), &["run", path.to_str().unwrap(), "--check", "--json"]);
         let v = json(&out);
         assert_eq!(v["ok"], true, "{}", path.display());
         assert!(v["dataset_rows"].as_u64().unwrap() >= 1000, "{}: {v}", path.display());
@@ -460,20 +456,16 @@ fn every_example_checks_against_its_real_data() {
 fn sigma_reversion_gate_reports_its_approval_rate() {
     let home = tempfile::tempdir().unwrap();
     let out_dir = home.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-        .args([
+    let out = quantpipe(
+        home.path(),
+        &[
             "run",
             repo("examples/filusdt_sigma_gate.toml").to_str().unwrap(),
             "--out",
             out_dir.to_str().unwrap(),
             "--json",
-        ])
-        .env("QUANTPIPE_HOME", home.path())
-        .env("QUANTPIPE_SHARED_DATA", shared_data())
-        .env_remove("QUANTPIPE_DATABASE_URL")
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .unwrap();
+        ],
+    );
     let v = json(&out);
     let m = &v["models"][0];
     assert_eq!(m["target"], "reverts");
@@ -498,14 +490,7 @@ fn an_lstm_pipeline_trains_on_windows_of_feature_rows_beside_lightgbm() {
     assert!(text.contains("max_epochs = 30"));
     let config = home.path().join("price.toml");
     std::fs::write(&config, text.replace("max_epochs = 30", "max_epochs = 3")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-        .args(["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"])
-        .env("QUANTPIPE_HOME", home.path())
-        .env("QUANTPIPE_SHARED_DATA", shared_data())
-        .env_remove("QUANTPIPE_DATABASE_URL")
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .unwrap();
+    let out = quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]);
     let v = json(&out);
     let (lstm, gbdt) = (&v["models"][0], &v["models"][1]);
     assert_eq!((lstm["family"].as_str(), gbdt["family"].as_str()), (Some("lstm"), Some("lightgbm")));
@@ -583,14 +568,7 @@ fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
         .replace("num_iterations = 150", "num_iterations = 40");
     assert_ne!(edited, example);
     std::fs::write(&config, edited).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-        .args(["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"])
-        .env("QUANTPIPE_HOME", home.path())
-        .env("QUANTPIPE_SHARED_DATA", shared_data())
-        .env_remove("QUANTPIPE_DATABASE_URL")
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .unwrap();
+    let out = quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]);
     let v = json(&out);
     assert_eq!(v["data"]["symbol"], "60 symbols", "{}", v["data"]);
     let data_warnings = v["stages"][0]["warnings"].to_string();
@@ -682,12 +660,7 @@ fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
             edited = edited.replace("on_conflict = \"keep-first\"\n", "");
         }
         std::fs::write(&config, edited).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-            .args(["run", config.to_str().unwrap(), "--check"])
-            .env("QUANTPIPE_HOME", home.path())
-            .env("QUANTPIPE_SHARED_DATA", shared_data())
-            .output()
-            .unwrap();
+        let out = quantpipe(home.path(), &["run", config.to_str().unwrap(), "--check"]);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{t}");
         assert!(t.contains(expected) && !t.contains("panicked"), "expected {expected:?} in: {t}");
