@@ -665,4 +665,23 @@ fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
         assert_eq!(out.status.code(), Some(1), "{t}");
         assert!(t.contains(expected) && !t.contains("panicked"), "expected {expected:?} in: {t}");
     }
+
+    // From the bar store instead of the file: `quantpipe ingest` repairs, the run reads the series.
+    let file = format!("{}/sp500_daily_5yr.csv.gz", shared_data());
+    let ingest = quantpipe(home.path(), &["ingest", &file, "--repair", "--on-conflict", "keep-first", "--json"]);
+    assert!(ingest.status.success(), "{}", text(&ingest));
+    let stored = example
+        .lines()
+        .filter(|l| !l.starts_with("file =") && !l.starts_with("repair =") && !l.starts_with("on_conflict ="))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("symbols = \"all\"", "timeframe = \"1d\"\nsymbols = [\"AAPL\", \"MSFT\", \"KO\", \"PEP\", \"XOM\"]")
+        .replace("min_symbols = 100", "min_symbols = 5")
+        .replace("min_train_rows = 100000", "min_train_rows = 1000");
+    std::fs::write(&config, stored).unwrap();
+    let v = json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--check", "--json"]));
+    assert_eq!(v["data"]["symbol"], "5 symbols", "{}", v["data"]);
+    assert!(v["data"]["source"].as_str().unwrap().starts_with("bar store"), "{}", v["data"]);
+    let dataset = v["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "dataset").unwrap();
+    assert!(dataset["note"].as_str().unwrap().contains("5 symbols over"), "{dataset}");
 }
