@@ -676,12 +676,23 @@ fn sp500_cross_section_ranks_symbols_per_date_and_trades_long_short_deciles() {
         .collect::<Vec<_>>()
         .join("\n")
         .replace("symbols = \"all\"", "timeframe = \"1d\"\nsymbols = [\"AAPL\", \"MSFT\", \"KO\", \"PEP\", \"XOM\"]")
-        .replace("min_symbols = 100", "min_symbols = 5")
-        .replace("min_train_rows = 100000", "min_train_rows = 1000");
+        .replace("min_symbols = 100", "min_symbols = 5\nfeatures = \"rank\"")
+        .replace("min_train_rows = 100000", "min_train_rows = 1000")
+        .replace("min_data_in_leaf = 2000", "min_data_in_leaf = 50")
+        .replace("num_iterations = 150", "num_iterations = 20");
     std::fs::write(&config, stored).unwrap();
-    let v = json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--check", "--json"]));
+    let out_dir = home.path().join("stored");
+    let v =
+        json(&quantpipe(home.path(), &["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]));
     assert_eq!(v["data"]["symbol"], "5 symbols", "{}", v["data"]);
     assert!(v["data"]["source"].as_str().unwrap().starts_with("bar store"), "{}", v["data"]);
     let dataset = v["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "dataset").unwrap();
     assert!(dataset["note"].as_str().unwrap().contains("5 symbols over"), "{dataset}");
+    // With `features = "rank"` the models read each feature's rank across the date's symbols, so
+    // every input lies in [0, 1] and is named for it.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("models/sp500_rank_5d_ridge/model.json")).unwrap()).unwrap();
+    let inputs = meta["feature_names"].as_array().unwrap();
+    assert!(inputs.iter().all(|n| n.as_str().unwrap().starts_with("cs_rank(")), "{inputs:?}");
+    assert!(v["models"][1]["oos_scores"]["date_rank_ic"].as_f64().unwrap().is_finite());
 }

@@ -139,6 +139,23 @@ pub struct CrossSectionConfig {
     /// Dates with fewer symbols than this are neither traded nor scored (default 20).
     #[serde(default = "default_min_symbols")]
     pub min_symbols: usize,
+    /// What the models see: each symbol's own features (`raw`, the default), or every feature
+    /// replaced by its rank (0 to 1) or z-score across the symbols of the date (`rank`, `zscore`:
+    /// inputs named `cs_rank(rsi_14)`, comparable across symbols whatever their price level).
+    #[serde(default = "default_scaling")]
+    pub features: FeatureScaling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureScaling {
+    Raw,
+    Rank,
+    Zscore,
+}
+
+fn default_scaling() -> FeatureScaling {
+    FeatureScaling::Raw
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +183,7 @@ impl Default for CrossSectionConfig {
             quantile: default_quantile(),
             rebalance: None,
             min_symbols: default_min_symbols(),
+            features: default_scaling(),
         }
     }
 }

@@ -15,7 +15,7 @@ use quantpipe_data::BarStore;
 use quantpipe_eval::backtest::{performance, Performance};
 use quantpipe_labels::Labels;
 
-use crate::config::{CrossSectionConfig, LoadedConfig, Relative, Universe, DEFAULT_MIN_BARS};
+use crate::config::{CrossSectionConfig, FeatureScaling, LoadedConfig, Relative, Universe, DEFAULT_MIN_BARS};
 use crate::run::DataSummary;
 use crate::PipelineError;
 
@@ -290,46 +290,90 @@ pub fn concat_labels(parts: Vec<Labels>, offsets: &[usize]) -> Labels {
     out
 }
 
-/// Makes `values` relative across the rows of each date (`dates` non-decreasing): the date's
-/// average rank scaled to [0, 1] (ties share their rank), or minus the date's mean.
-pub fn make_relative(values: &mut [f64], dates: &[i64], mode: Relative) {
-    if mode == Relative::None {
-        return;
-    }
+/// Calls `f` on each run of equal dates (`dates` non-decreasing).
+fn for_each_date(values: &mut [f64], dates: &[i64], mut f: impl FnMut(&mut [f64])) {
     let mut start = 0;
     while start < values.len() {
         let mut end = start;
         while end < values.len() && dates[end] == dates[start] {
             end += 1;
         }
-        let group = &mut values[start..end];
-        let n = group.len();
-        match mode {
-            Relative::Demean => {
-                let mean = group.iter().sum::<f64>() / n as f64;
-                group.iter_mut().for_each(|v| *v -= mean);
-            }
-            Relative::Rank => {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| group[a].total_cmp(&group[b]));
-                let mut ranks = vec![0.5; n];
-                let mut i = 0;
-                while i < n {
-                    let mut j = i;
-                    while j + 1 < n && group[order[j + 1]] == group[order[i]] {
-                        j += 1;
-                    }
-                    if n > 1 {
-                        let rank = (i + j) as f64 / 2.0 / (n - 1) as f64;
-                        order[i..=j].iter().for_each(|&k| ranks[k] = rank);
-                    }
-                    i = j + 1;
-                }
-                group.copy_from_slice(&ranks);
-            }
-            Relative::None => unreachable!(),
-        }
+        f(&mut values[start..end]);
         start = end;
+    }
+}
+
+/// Average rank of each finite value among the finite ones, scaled to [0, 1] (ties share their
+/// rank; a lone value gets 0.5); non-finite values stay as they are.
+fn rank_in_place(group: &mut [f64]) {
+    let mut order: Vec<usize> = (0..group.len()).filter(|&k| group[k].is_finite()).collect();
+    order.sort_by(|&a, &b| group[a].total_cmp(&group[b]));
+    let n = order.len();
+    let mut ranks = vec![0.5; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && group[order[j + 1]] == group[order[i]] {
+            j += 1;
+        }
+        if n > 1 {
+            ranks[i..=j].fill((i + j) as f64 / 2.0 / (n - 1) as f64);
+        }
+        i = j + 1;
+    }
+    for (&k, rank) in order.iter().zip(ranks) {
+        group[k] = rank;
+    }
+}
+
+/// (x − mean) / population σ over the finite values (0 when σ = 0); non-finite values stay.
+fn zscore_in_place(group: &mut [f64]) {
+    let finite: Vec<f64> = group.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return;
+    }
+    let n = finite.len() as f64;
+    let mean = finite.iter().sum::<f64>() / n;
+    let sd = (finite.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    for v in group.iter_mut().filter(|v| v.is_finite()) {
+        *v = if sd > 0.0 { (*v - mean) / sd } else { 0.0 };
+    }
+}
+
+/// Makes `values` relative across the rows of each date (`dates` non-decreasing): the date's
+/// average rank scaled to [0, 1] (ties share their rank), or minus the date's mean.
+pub fn make_relative(values: &mut [f64], dates: &[i64], mode: Relative) {
+    match mode {
+        Relative::None => {}
+        Relative::Rank => for_each_date(values, dates, rank_in_place),
+        Relative::Demean => for_each_date(values, dates, |group| {
+            let mean = group.iter().sum::<f64>() / group.len() as f64;
+            group.iter_mut().for_each(|v| *v -= mean);
+        }),
+    }
+}
+
+/// Replaces every feature of the row-major `x` (`d` columns, rows in date order) by its rank or
+/// z-score across the rows of its date, and names the columns accordingly: `cs_rank(rsi_14)`.
+pub fn scale_features(x: &mut [f64], d: usize, dates: &[i64], scaling: FeatureScaling, names: &mut [String]) {
+    let transform: fn(&mut [f64]) = match scaling {
+        FeatureScaling::Raw => return,
+        FeatureScaling::Rank => rank_in_place,
+        FeatureScaling::Zscore => zscore_in_place,
+    };
+    let mut column = vec![0.0; dates.len()];
+    for j in 0..d {
+        for (c, row) in column.iter_mut().zip(x.chunks_exact(d)) {
+            *c = row[j];
+        }
+        for_each_date(&mut column, dates, transform);
+        for (c, row) in column.iter().zip(x.chunks_exact_mut(d)) {
+            row[j] = *c;
+        }
+    }
+    let prefix = if scaling == FeatureScaling::Rank { "cs_rank" } else { "cs_z" };
+    for name in names.iter_mut() {
+        *name = format!("{prefix}({name})");
     }
 }
 
@@ -558,6 +602,26 @@ mod tests {
         let mut v = [1.0, 2.0, 3.0, 5.0, 7.0];
         make_relative(&mut v, &dates, Relative::Demean);
         assert_eq!(v, [-1.0, 0.0, 1.0, -1.0, 1.0]);
+    }
+
+    #[test]
+    fn features_scale_within_their_date_and_keep_missing_values() {
+        // Two columns, dates 1 (three rows) and 2 (two rows).
+        let mut x = vec![3.0, 10.0, 1.0, f64::NAN, 2.0, 30.0, 5.0, 7.0, 5.0, 9.0];
+        let dates = [1, 1, 1, 2, 2];
+        let mut names = vec!["a".to_string(), "b".to_string()];
+        scale_features(&mut x, 2, &dates, FeatureScaling::Rank, &mut names);
+        assert_eq!(names, ["cs_rank(a)", "cs_rank(b)"]);
+        let expected = [1.0, 0.0, 0.0, f64::NAN, 0.5, 1.0, 0.5, 0.0, 0.5, 1.0];
+        for (got, want) in x.iter().zip(expected) {
+            assert!(got == &want || (got.is_nan() && want.is_nan()), "{x:?}");
+        }
+        let mut x = vec![1.0, 2.0, 3.0, 4.0, 4.0];
+        let mut names = vec!["a".to_string()];
+        scale_features(&mut x, 1, &[1, 1, 1, 2, 2], FeatureScaling::Zscore, &mut names);
+        let s = (2.0f64 / 3.0).sqrt();
+        assert_eq!(x, [-1.0 / s, 0.0, 1.0 / s, 0.0, 0.0]);
+        assert_eq!(names, ["cs_z(a)"]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use quantpipe_models::{fit, Dataset, Importance, Model, ModelSpec, Task};
 use serde::Serialize;
 
 use crate::config::{LoadedConfig, ModelConfig, Relative};
-use crate::panel::{concat_bars, concat_labels, load_panel, long_short, make_relative, Panel, Scored};
+use crate::panel::{concat_bars, concat_labels, load_panel, long_short, make_relative, scale_features, Panel, Scored};
 use crate::PipelineError;
 
 /// What one stage did, in the shape every stage reports.
@@ -558,6 +558,11 @@ fn prepare_series(
     }
     // Windows are gathered from one series' columns (sequence models are refused in panel runs).
     let columns = (window > 1 && frames.len() == 1).then(|| frames.into_iter().next().expect("one").columns);
+    let mut feature_names = feature_set.columns();
+    if let Some(panel) = &panel {
+        let dates: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
+        scale_features(&mut x, d, &dates, panel.config.features, &mut feature_names);
+    }
     let start: Vec<i64> = rows.iter().map(|&k| labels.ts[k]).collect();
     let end: Vec<i64> = rows.iter().map(|&k| labels.end_ts[k]).collect();
     let lookahead_ms = labels.lookahead.max_millis(timeframe);
@@ -585,7 +590,6 @@ fn prepare_series(
         ),
         Vec::new(),
     ));
-    let feature_names = feature_set.columns();
     Ok(Prepared {
         data,
         bars,
