@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Linear-model training (issue 5): logistic regression, least squares and elastic net through
-# quantpipe (own Newton solver for logistic, linfa for the others) vs scikit-learn on the same 100,000 × 50 FILUSDT matrix, same run.
+# quantpipe (own solvers for logistic and elastic net, linfa for least squares) vs scikit-learn on the same 100,000 × 50 FILUSDT matrix, same run.
 source "$(dirname "$0")/models_harness.sh" bench_linear linear_python.py
 python3 - "$q" "$p" <<'PY'
 import json, sys
