@@ -61,6 +61,10 @@ pub fn ingest_file(
     let mut policy = opts.policy.clone();
     policy.timeframe = opts.timeframe;
     policy.calendar = opts.calendar;
+    if policy.timeframe.is_none() && read.series.len() > 1 {
+        // One timeframe for the whole file, from every series' spacing together.
+        policy.timeframe = crate::quality::infer_common_timeframe(read.series.iter().map(|s| s.bars.ts.as_slice()));
+    }
 
     let mut validated: Vec<Validated> = Vec::with_capacity(read.series.len());
     let mut fatal_lines = Vec::new();
@@ -74,7 +78,7 @@ pub fn ingest_file(
         let symbol = raw.symbol.clone();
         let row_problems =
             [("unparseable values", raw.unparseable.clone()), ("NaN / infinite values", raw.non_finite.clone())];
-        let v = match validate(raw, &policy) {
+        let mut v = match validate(raw, &policy) {
             Ok(v) => v,
             Err(message) => {
                 // Unreadable rows are usually why too few were left to validate: show them first.
@@ -85,6 +89,8 @@ pub fn ingest_file(
                 continue;
             }
         };
+        // Inferred from the whole file rather than given.
+        v.report.timeframe_inferred = opts.timeframe.is_none();
         for check in v.report.fatal() {
             let Action::Fatal { hint } = &check.action else { continue };
             let tally = ProblemTally { count: check.count, examples: check.examples.clone() };

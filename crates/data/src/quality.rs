@@ -468,11 +468,20 @@ fn flagged_or_strict(count: u64, policy: &Policy, otherwise: impl FnOnce() -> Ac
 
 /// The most common positive spacing between consecutive (sorted) timestamps.
 pub fn infer_timeframe(ts: &[i64]) -> Option<Timeframe> {
+    infer_common_timeframe([ts])
+}
+
+/// The bar spacing of several series together (a multi-symbol file): the most common step over all
+/// of them, so that a symbol with a handful of bars (two bars 60 days apart) gets the file's `1d`
+/// rather than a timeframe of its own.
+pub fn infer_common_timeframe<'a>(series: impl IntoIterator<Item = &'a [i64]>) -> Option<Timeframe> {
     let mut counts: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    for w in ts.windows(2) {
-        let d = w[1] - w[0];
-        if d > 0 {
-            *counts.entry(d).or_default() += 1;
+    for ts in series {
+        for w in ts.windows(2) {
+            let d = w[1] - w[0];
+            if d > 0 {
+                *counts.entry(d).or_default() += 1;
+            }
         }
     }
     counts.into_iter().max_by_key(|&(d, c)| (c, std::cmp::Reverse(d))).and_then(|(d, _)| Timeframe::from_millis(d))

@@ -103,6 +103,11 @@ fn sp500_refused_for_conflicting_duplicates_then_repaired() {
     };
     let r = ingest(&store, &path, &repaired).unwrap();
     assert_eq!(r.series.len(), 482);
+    // One timeframe for the file: SNI's two bars, 60 days apart, are daily bars with a gap, not a
+    // series of 60-day bars.
+    assert!(r.series.iter().all(|s| s.report.timeframe == "1d"), "every series is daily");
+    let sni = r.series.iter().find(|s| s.report.symbol.as_str() == "SNI").unwrap();
+    assert_eq!((sni.report.rows_kept, sni.report.gaps.gaps), (2, 1));
     assert_eq!(r.series.iter().map(|s| s.report.rows_kept).sum::<u64>(), 592_358 - 3);
     let total = |kind| r.series.iter().map(|s| s.report.count(kind)).sum::<u64>();
     assert_eq!(total(CheckKind::ConflictingDuplicates), 3);

@@ -663,11 +663,8 @@ fn elastic_net(x: &ndarray::Array2<f64>, y: &[f64], params: &LinearParams) -> (V
         for j in 0..d {
             let g_jj = gram[j * d + j];
             let denominator = g_jj + l2;
-            let target = if denominator > 0.0 {
-                soft_threshold(xty[j] - gw[j] + g_jj * w[j], l1) / denominator
-            } else {
-                0.0
-            };
+            let target =
+                if denominator > 0.0 { soft_threshold(xty[j] - gw[j] + g_jj * w[j], l1) / denominator } else { 0.0 };
             let change = target - w[j];
             if change != 0.0 {
                 w[j] = target;

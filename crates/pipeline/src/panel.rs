@@ -93,9 +93,12 @@ pub fn load_panel(
             let read = read_bars(&path, &ReadOptions::default()).map_err(|e| fail(e.to_string()))?;
             let names: Vec<String> = read.series.iter().map(|s| s.symbol.to_string()).collect();
             missing(&names)?;
+            // One timeframe for the whole file unless the config names it (as `quantpipe ingest`).
+            let common =
+                quantpipe_data::quality::infer_common_timeframe(read.series.iter().map(|s| s.bars.ts.as_slice()));
             let policy = Policy {
                 calendar,
-                timeframe: wanted_tf,
+                timeframe: wanted_tf.or(common),
                 repair: data.repair,
                 on_conflict: data.on_conflict,
                 ..Policy::default()
