@@ -219,11 +219,25 @@ impl TreeEnsemble {
     /// One step down a tree from node `at`: the next node, or a leaf as `!leaf`.
     #[inline(always)]
     fn step(&self, first_node: u32, at: i32, row: &[f64]) -> i32 {
-        let n = self.nodes[first_node as usize + at as usize];
-        let mut x = row[n.feature as usize];
-        if x.is_nan() && n.missing != Missing::NaN {
-            x = 0.0;
+        let n = &self.nodes[first_node as usize + at as usize];
+        let x = row[n.feature as usize];
+        // The common case first: a split without zero-as-missing on a number (NaN fails `<=` and
+        // `>` alike and falls through to the rule below).
+        if n.missing != Missing::Zero {
+            if x <= n.threshold {
+                return n.left;
+            }
+            if x > n.threshold {
+                return n.right;
+            }
         }
+        self.step_rare(n, x)
+    }
+
+    /// LightGBM's rule for NaN and for zero-as-missing splits.
+    #[cold]
+    fn step_rare(&self, n: &Node, x: f64) -> i32 {
+        let x = if x.is_nan() && n.missing != Missing::NaN { 0.0 } else { x };
         let go_default = match n.missing {
             Missing::Zero => x > -ZERO_THRESHOLD && x <= ZERO_THRESHOLD,
             Missing::NaN => x.is_nan(),
