@@ -22,6 +22,8 @@ PY
 "$bin" spec "$work/spec.json"
 q=$("$bin" run "$work")
 t=$(.venv/bin/python bench/features_talib.py "$work/spec.json" "$work")
+"$bin" per "$work" "$work/per.json"
+per_table=$(.venv/bin/python bench/features_talib.py --per "$work/per.json" "$work")
 rm -rf "$work"
 python3 - "$q" "$t" <<'PY'
 import json, sys
@@ -31,6 +33,8 @@ q["speedup_talib_covered"] = round(t["talib_s"] / q["quantpipe_talib_covered_s"]
 q["speedup_talib_covered_all_cores"] = round(t["talib_s"] / q["quantpipe_talib_covered_all_cores_s"], 2)
 print(json.dumps(q, indent=2))
 PY
+echo "each TA-Lib-covered indicator alone, one thread, best of 3 (slowest relative to TA-Lib first):"
+echo "$per_table"
 echo "multi-symbol (S&P 500 daily, standard set):"
 cargo build --release --quiet -p quantpipe-features --example bench_many
 "${CARGO_TARGET_DIR:-target}/release/examples/bench_many" "$(dirname "$file")/sp500_daily_5yr.csv.gz"

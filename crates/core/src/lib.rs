@@ -3,6 +3,7 @@
 
 pub mod bars;
 pub mod calendar;
+pub mod memory;
 pub mod parallel;
 pub mod preprocess;
 pub mod scope;

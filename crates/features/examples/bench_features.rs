@@ -1,6 +1,8 @@
 //! Feature-engine benchmark driver (see bench/features.sh).
 //!   bench_features spec OUT.json          — the TA-Lib calls of the standard set, for the Python side
 //!   bench_features run DIR                — time compute on DIR/{open,high,low,close,volume}.f64
+//!   bench_features per DIR OUT.json       — time each TA-Lib-covered indicator alone (one thread), with
+//!                                           its TA-Lib calls, for bench/features_talib.py --per
 //!   bench_features set OUT.toml           — the TA-Lib-covered part of the standard set as a feature-set
 //!                                           file (the end-to-end pipeline benchmark, bench/pipeline.sh)
 use std::path::Path;
@@ -16,6 +18,20 @@ fn read(dir: &Path, name: &str) -> Vec<f64> {
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
         .collect()
+}
+
+fn read_bars(dir: &Path) -> Bars {
+    let close = read(dir, "close");
+    let n = close.len();
+    Bars {
+        ts: (0..n as i64).map(|i| 1_675_209_600_000 + i * 60_000).collect(),
+        open: read(dir, "open"),
+        high: read(dir, "high"),
+        low: read(dir, "low"),
+        close,
+        volume: read(dir, "volume"),
+        extras: Vec::new(),
+    }
 }
 
 fn talib_subset() -> FeatureSet {
@@ -61,19 +77,35 @@ fn main() {
             FeatureSet::from_toml("subset", &text).expect("the written set parses back");
             std::fs::write(&args[2], text).unwrap();
         }
+        Some("per") => {
+            let bars = read_bars(Path::new(&args[2]));
+            let mut rows = Vec::new();
+            // QUANTPIPE_BENCH_ONLY=stddev times only the indicators whose outputs contain that text.
+            let only = std::env::var("QUANTPIPE_BENCH_ONLY").unwrap_or_default();
+            for f in talib_subset().features {
+                if !f.outputs().join(",").contains(&only) {
+                    continue;
+                }
+                let mut calls: Vec<serde_json::Value> = Vec::new();
+                for call in f.talib().into_iter().flatten() {
+                    let c =
+                        serde_json::json!({"function": call.function, "inputs": call.inputs, "kwargs": call.kwargs});
+                    if !calls.contains(&c) {
+                        calls.push(c);
+                    }
+                }
+                let outputs = f.outputs();
+                let one = FeatureSet { name: "one".into(), features: vec![f] };
+                let t = best_of(3, || {
+                    std::hint::black_box(compute_with_threads(&one, &bars, 1));
+                });
+                rows.push(serde_json::json!({"feature": outputs.join(","), "calls": calls, "quantpipe_s": t}));
+            }
+            std::fs::write(&args[3], serde_json::to_vec(&rows).unwrap()).unwrap();
+        }
         Some("run") => {
-            let dir = Path::new(&args[2]);
-            let close = read(dir, "close");
-            let n = close.len();
-            let bars = Bars {
-                ts: (0..n as i64).map(|i| 1_675_209_600_000 + i * 60_000).collect(),
-                open: read(dir, "open"),
-                high: read(dir, "high"),
-                low: read(dir, "low"),
-                close,
-                volume: read(dir, "volume"),
-                extras: Vec::new(),
-            };
+            let bars = read_bars(Path::new(&args[2]));
+            let n = bars.len();
             let subset = talib_subset();
             let standard = FeatureSet::standard();
             let t_subset = best_of(3, || {

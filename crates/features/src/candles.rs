@@ -4,15 +4,13 @@
 //! trailing, after the decision), so outputs match TA-Lib bar for bar. Outputs are TA-Lib's
 //! integers as floats: ±100 (±80 for the weaker engulfing/harami variants), 0 for no pattern.
 
-use std::collections::VecDeque;
-
 use crate::kernels::{Bar, Kernel};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum RangeType {
-    RealBody,
-    HighLow,
-    Shadows,
+    RealBody = 0,
+    HighLow = 1,
+    Shadows = 2,
 }
 
 /// TA-Lib's candle settings (`TA_SetCandleSettings` defaults).
@@ -39,7 +37,7 @@ pub const NEAR: CandleSetting = setting(RangeType::HighLow, 5, 0.2);
 pub const FAR: CandleSetting = setting(RangeType::HighLow, 5, 0.6);
 pub const EQUAL: CandleSetting = setting(RangeType::HighLow, 5, 0.05);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Candle {
     pub o: f64,
     pub h: f64,
@@ -73,19 +71,25 @@ impl Candle {
     pub fn body_bottom(&self) -> f64 {
         self.c.min(self.o)
     }
-    fn range(&self, s: CandleSetting) -> f64 {
-        match s.range {
-            RangeType::RealBody => self.body(),
-            RangeType::HighLow => self.h - self.l,
-            RangeType::Shadows => self.upper_shadow() + self.lower_shadow(),
-        }
-    }
 }
 
-/// The last `lookback + 1` candles and the running totals a pattern needs.
+/// Candles kept per pattern: more than the longest lookback (12) + 1, a power of two for masking.
+const RING: usize = 16;
+
+/// A candle with its three range measures, computed once when it arrives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    candle: Candle,
+    /// Indexed by `RangeType as usize`: real body, high − low, shadows.
+    ranges: [f64; 3],
+}
+
+/// The last `lookback + 1` candles (in a fixed ring) and the running totals a pattern needs.
 pub struct CandleState {
     lookback: usize,
-    history: VecDeque<Candle>,
+    ring: [Slot; RING],
+    /// Ring position of the newest candle.
+    newest: usize,
     seen: usize,
     /// (setting, offset k: the total belongs to candle i−k, total).
     totals: Vec<(CandleSetting, usize, f64)>,
@@ -93,9 +97,11 @@ pub struct CandleState {
 
 impl CandleState {
     pub fn new(lookback: usize, totals: &[(CandleSetting, usize)]) -> CandleState {
+        assert!(lookback < RING, "a candle pattern looks back at most {} candles", RING - 1);
         CandleState {
             lookback,
-            history: VecDeque::with_capacity(lookback + 2),
+            ring: [Slot::default(); RING],
+            newest: RING - 1,
             seen: 0,
             totals: totals.iter().map(|&(s, k)| (s, k, 0.0)).collect(),
         }
@@ -103,10 +109,9 @@ impl CandleState {
 
     /// Pushes a candle; true once a pattern can be judged at it.
     fn push(&mut self, candle: Candle) -> bool {
-        self.history.push_back(candle);
-        if self.history.len() > self.lookback + 1 {
-            self.history.pop_front();
-        }
+        self.newest = (self.newest + 1) & (RING - 1);
+        let ranges = [candle.body(), candle.h - candle.l, candle.upper_shadow() + candle.lower_shadow()];
+        self.ring[self.newest] = Slot { candle, ranges };
         let i = self.seen;
         self.seen += 1;
         if i >= self.lookback {
@@ -116,22 +121,33 @@ impl CandleState {
         let l = self.lookback;
         for (s, k, total) in &mut self.totals {
             if s.period > 0 && i + *k + s.period >= l && i + *k < l {
-                *total += candle.range(*s);
+                *total += ranges[s.range as usize];
             }
         }
         false
     }
 
+    fn slot(&self, j: usize) -> &Slot {
+        &self.ring[self.newest.wrapping_sub(j) & (RING - 1)]
+    }
+
     /// Candle i − j (j = 0 is the current one).
     pub fn c(&self, j: usize) -> Candle {
-        self.history[self.history.len() - 1 - j]
+        self.slot(j).candle
     }
 
     /// TA-Lib's `TA_CANDLEAVERAGE` of the t-th total.
     pub fn avg(&self, t: usize) -> f64 {
         let (s, k, total) = self.totals[t];
-        let base = if s.period != 0 { total / s.period as f64 } else { self.c(k).range(s) };
-        s.factor * base / if s.range == RangeType::Shadows { 2.0 } else { 1.0 }
+        let base = if s.period != 0 { total / s.period as f64 } else { self.slot(k).ranges[s.range as usize] };
+        // TA-Lib divides by 2 for shadows and by 1 otherwise; halving is exact and dividing by one
+        // is the identity, so neither needs a division (same bits, a quarter of the latency).
+        let average = s.factor * base;
+        if s.range == RangeType::Shadows {
+            average * 0.5
+        } else {
+            average
+        }
     }
 
     /// After the judgement: add candle i−k's range and drop the trailing one, as TA-Lib does.
@@ -139,8 +155,8 @@ impl CandleState {
         for t in 0..self.totals.len() {
             let (s, k, _) = self.totals[t];
             if s.period > 0 {
-                let add = self.c(k).range(s);
-                let drop = self.c(k + s.period).range(s);
+                let add = self.slot(k).ranges[s.range as usize];
+                let drop = self.slot(k + s.period).ranges[s.range as usize];
                 self.totals[t].2 += add - drop;
             }
         }

@@ -18,6 +18,7 @@ pub struct Bar {
 
 impl Bar {
     /// Row `i` of a columnar series.
+    #[inline]
     pub fn at(bars: &quantpipe_core::Bars, i: usize) -> Bar {
         Bar {
             ts: bars.ts[i],
@@ -30,34 +31,74 @@ impl Bar {
     }
 }
 
-/// The last `n` values of a stream: push one, and know whether the window is full.
+/// The last `n` values of a stream: push one, and know whether the window is full. Each value is
+/// written twice, at `p` and `p + n` of a buffer of 2n, so the window is always one contiguous
+/// slice (oldest first) and window sums run as plain slice loops.
 #[derive(Debug, Clone)]
 pub struct Rolling<T> {
     n: usize,
-    buf: VecDeque<T>,
+    buf: Vec<T>,
+    /// Where the next value goes, in 0..n.
+    next: usize,
+    len: usize,
 }
 
-impl<T> Rolling<T> {
+impl<T: Copy + Default> Rolling<T> {
     pub fn new(n: usize) -> Rolling<T> {
-        Rolling { n, buf: VecDeque::with_capacity(n + 1) }
+        Rolling { n, buf: vec![T::default(); 2 * n], next: 0, len: 0 }
     }
     /// Pushes `v`, dropping the oldest beyond `n`; true when the window holds `n` values.
+    #[inline]
     pub fn push(&mut self, v: T) -> bool {
-        self.buf.push_back(v);
-        if self.buf.len() > self.n {
-            self.buf.pop_front();
+        if self.n == 0 {
+            return true;
         }
-        self.buf.len() == self.n
+        self.buf[self.next] = v;
+        self.buf[self.next + self.n] = v;
+        self.next += 1;
+        if self.next == self.n {
+            self.next = 0;
+        }
+        if self.len < self.n {
+            self.len += 1;
+        }
+        self.len == self.n
     }
-    pub fn iter(&self) -> impl Iterator<Item = &T> + Clone {
-        self.buf.iter()
+    /// The window, oldest first.
+    #[inline]
+    pub fn as_slice(&self) -> &[T] {
+        let start = self.next + self.n - self.len;
+        &self.buf[start..start + self.len]
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.as_slice().iter()
     }
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len == 0
     }
+}
+
+/// Σ term(k, values[k]) over four interleaved partial sums (k mod 4), added pairwise at the end:
+/// four independent dependency chains instead of one, so a window sum costs a quarter of the
+/// latency. The order is fixed by k alone, so streaming and batch give the same bits.
+#[inline]
+pub fn lane_sum<T: Copy>(values: &[T], term: impl Fn(usize, T) -> f64) -> f64 {
+    let mut lanes = [0.0; 4];
+    let chunks = values.chunks_exact(4);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for (j, &v) in chunk.iter().enumerate() {
+            lanes[j] += term(4 * c + j, v);
+        }
+    }
+    let base = values.len() - rest.len();
+    for (j, &v) in rest.iter().enumerate() {
+        lanes[j] += term(base + j, v);
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 /// A streaming indicator: `update` consumes the next bar and writes this bar's outputs (NaN while
@@ -65,6 +106,23 @@ impl<T> Rolling<T> {
 pub trait Kernel: Send {
     fn width(&self) -> usize;
     fn update(&mut self, bar: &Bar, out: &mut [f64]);
+
+    /// Feeds every bar of `bars` in order and returns one column per output: batch computation.
+    /// This default is `update` bar by bar, compiled for each kernel type, so the batch path makes
+    /// no dynamic call per bar and runs exactly the streaming code.
+    fn run(&mut self, bars: &quantpipe_core::Bars) -> Vec<Vec<f64>> {
+        let n = bars.len();
+        let width = self.width();
+        let mut columns: Vec<Vec<f64>> = (0..width).map(|_| quantpipe_core::memory::column_with_capacity(n)).collect();
+        let mut out = vec![f64::NAN; width];
+        for i in 0..n {
+            self.update(&Bar::at(bars, i), &mut out);
+            for (column, &v) in columns.iter_mut().zip(&out) {
+                column.push(v);
+            }
+        }
+        columns
+    }
 }
 
 /// TA-Lib 0.6's `TA_EPSILON` (the C library inside Python ta-lib 0.8.2, the oracle).
@@ -92,6 +150,7 @@ impl Sma {
     pub fn new(n: usize) -> Sma {
         Sma { n, window: VecDeque::with_capacity(n + 1), total: 0.0 }
     }
+    #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
         if self.window.len() + 1 < self.n {
             self.window.push_back(x);
@@ -126,6 +185,7 @@ impl Ema {
         Ema { n, k, count: 0, sum: 0.0, value: f64::NAN }
     }
     /// Feeds a value; NaN inputs (an upstream warm-up) are skipped.
+    #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
         if x.is_nan() {
             return f64::NAN;
@@ -157,14 +217,12 @@ impl Wma {
     pub fn new(n: usize) -> Wma {
         Wma { n, window: Rolling::new(n) }
     }
+    #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
         if !self.window.push(x) {
             return f64::NAN;
         }
-        let mut sum = 0.0;
-        for (k, v) in self.window.iter().enumerate() {
-            sum += v * (k + 1) as f64;
-        }
+        let sum = lane_sum(self.window.as_slice(), |k, v| v * (k + 1) as f64);
         sum / ((self.n * (self.n + 1)) as f64 / 2.0)
     }
 }
@@ -182,53 +240,94 @@ impl Var {
     pub fn new(n: usize) -> Var {
         Var { n, window: Rolling::new(n) }
     }
+    #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
         if !self.window.push(x) {
             return f64::NAN;
         }
         let n = self.n as f64;
-        let mean = self.window.iter().sum::<f64>() / n;
-        self.window.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
+        let window = self.window.as_slice();
+        let mean = lane_sum(window, |_, v| v) / n;
+        lane_sum(window, |_, v| (v - mean) * (v - mean)) / n
     }
 }
 
-/// Highest and lowest of the last `n` values (monotonic deques, O(1) amortised). Ties keep the most
+/// A double-ended queue of (index, value) in a fixed power-of-two ring: the monotonic queues of
+/// [`MinMax`] without `VecDeque`'s growth and wrap-around checks.
+#[derive(Debug, Clone)]
+struct IndexedRing {
+    buf: Vec<(usize, f64)>,
+    mask: usize,
+    /// Free-running counters: entries live at head..tail (mod the ring size).
+    head: usize,
+    tail: usize,
+}
+
+impl IndexedRing {
+    fn with_room_for(n: usize) -> IndexedRing {
+        let size = n.next_power_of_two();
+        IndexedRing { buf: vec![(0, 0.0); size], mask: size - 1, head: 0, tail: 0 }
+    }
+    #[inline]
+    fn back(&self) -> Option<(usize, f64)> {
+        (self.head != self.tail).then(|| self.buf[self.tail.wrapping_sub(1) & self.mask])
+    }
+    #[inline]
+    fn front(&self) -> Option<(usize, f64)> {
+        (self.head != self.tail).then(|| self.buf[self.head & self.mask])
+    }
+    #[inline]
+    fn push_back(&mut self, entry: (usize, f64)) {
+        self.buf[self.tail & self.mask] = entry;
+        self.tail = self.tail.wrapping_add(1);
+    }
+    fn pop_back(&mut self) {
+        self.tail = self.tail.wrapping_sub(1);
+    }
+    fn pop_front(&mut self) {
+        self.head = self.head.wrapping_add(1);
+    }
+}
+
+/// Highest and lowest of the last `n` values (monotonic queues, O(1) amortised). Ties keep the most
 /// recent index, as TA-Lib's scans do.
 #[derive(Debug, Clone)]
 pub struct MinMax {
     n: usize,
     i: usize,
-    max: VecDeque<(usize, f64)>,
-    min: VecDeque<(usize, f64)>,
+    max: IndexedRing,
+    min: IndexedRing,
 }
 
 impl MinMax {
     pub fn new(n: usize) -> MinMax {
-        MinMax { n, i: 0, max: VecDeque::new(), min: VecDeque::new() }
+        // A queue holds at most the n values of the window plus the one being pushed.
+        MinMax { n, i: 0, max: IndexedRing::with_room_for(n + 1), min: IndexedRing::with_room_for(n + 1) }
     }
     /// Pushes the next high and low; returns ((highest, its age), (lowest, its age)) once `n` are seen.
+    #[inline]
     pub fn next(&mut self, high: f64, low: f64) -> Option<((f64, usize), (f64, usize))> {
         let i = self.i;
         self.i += 1;
-        while self.max.back().is_some_and(|&(_, v)| v <= high) {
+        while self.max.back().is_some_and(|(_, v)| v <= high) {
             self.max.pop_back();
         }
         self.max.push_back((i, high));
-        while self.min.back().is_some_and(|&(_, v)| v >= low) {
+        while self.min.back().is_some_and(|(_, v)| v >= low) {
             self.min.pop_back();
         }
         self.min.push_back((i, low));
-        while self.max.front().is_some_and(|&(j, _)| j + self.n <= i) {
+        while self.max.front().is_some_and(|(j, _)| j + self.n <= i) {
             self.max.pop_front();
         }
-        while self.min.front().is_some_and(|&(j, _)| j + self.n <= i) {
+        while self.min.front().is_some_and(|(j, _)| j + self.n <= i) {
             self.min.pop_front();
         }
         if self.i < self.n {
             return None;
         }
-        let (hi, hv) = self.max[0];
-        let (li, lv) = self.min[0];
+        let (hi, hv) = self.max.front()?;
+        let (li, lv) = self.min.front()?;
         Some(((hv, i - hi), (lv, i - li)))
     }
 }
@@ -743,7 +842,10 @@ impl Kernel for Cci {
             self.buffer.resize(self.n, 0.0);
         }
         self.buffer[self.next] = tp;
-        self.next = (self.next + 1) % self.n;
+        self.next += 1;
+        if self.next == self.n {
+            self.next = 0;
+        }
         self.seen += 1;
         if self.seen < self.n {
             out[0] = f64::NAN;
@@ -1005,8 +1107,9 @@ impl Kernel for RealizedVol {
         let r = if prev > 0.0 && bar.close > 0.0 { (bar.close / prev).ln() } else { f64::NAN };
         if self.returns.push(r) {
             // Two-pass over the window: exact and O(n) per bar, n is small.
-            let mean = self.returns.iter().sum::<f64>() / self.n as f64;
-            let ss: f64 = self.returns.iter().map(|x| (x - mean) * (x - mean)).sum();
+            let returns = self.returns.as_slice();
+            let mean = lane_sum(returns, |_, x| x) / self.n as f64;
+            let ss = lane_sum(returns, |_, x| (x - mean) * (x - mean));
             out[0] = (ss / (self.n as f64 - 1.0)).sqrt();
         }
     }
@@ -1182,15 +1285,16 @@ impl Kernel for RollingVwap {
         if !self.window.push((tp * b.volume, b.volume, b.close)) {
             return;
         }
-        let (pv, v): (f64, f64) = self.window.iter().fold((0.0, 0.0), |a, w| (a.0 + w.0, a.1 + w.1));
+        let window = self.window.as_slice();
+        let (pv, v) = (lane_sum(window, |_, w| w.0), lane_sum(window, |_, w| w.1));
         if v <= 0.0 {
             return;
         }
         let vwap = pv / v;
         out[0] = vwap;
         let n = self.n as f64;
-        let mean = self.window.iter().map(|w| w.2).sum::<f64>() / n;
-        let sd = (self.window.iter().map(|w| (w.2 - mean) * (w.2 - mean)).sum::<f64>() / n).sqrt();
+        let mean = lane_sum(window, |_, w| w.2) / n;
+        let sd = (lane_sum(window, |_, w| (w.2 - mean) * (w.2 - mean)) / n).sqrt();
         out[1] = if sd > 0.0 { (b.close - vwap) / sd } else { 0.0 };
     }
 }
@@ -1241,8 +1345,9 @@ impl Kernel for ZScore {
         out[0] = f64::NAN;
         if self.window.push(x) {
             let n = self.n as f64;
-            let mean = self.window.iter().sum::<f64>() / n;
-            let sd = (self.window.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+            let window = self.window.as_slice();
+            let mean = lane_sum(window, |_, v| v) / n;
+            let sd = (lane_sum(window, |_, v| (v - mean) * (v - mean)) / n).sqrt();
             out[0] = if sd > 0.0 { (x - mean) / sd } else { 0.0 };
         }
     }
@@ -1266,8 +1371,9 @@ impl Kernel for RangeVol {
         if self.window.push((hl, co)) {
             let n = self.n as f64;
             let ln2 = std::f64::consts::LN_2;
-            let park: f64 = self.window.iter().map(|w| w.0 * w.0).sum::<f64>() / (4.0 * ln2 * n);
-            let gk: f64 = self.window.iter().map(|w| 0.5 * w.0 * w.0 - (2.0 * ln2 - 1.0) * w.1 * w.1).sum::<f64>() / n;
+            let window = self.window.as_slice();
+            let park = lane_sum(window, |_, w| w.0 * w.0) / (4.0 * ln2 * n);
+            let gk = lane_sum(window, |_, w| 0.5 * w.0 * w.0 - (2.0 * ln2 - 1.0) * w.1 * w.1) / n;
             out[0] = park.sqrt();
             out[1] = if gk >= 0.0 { gk.sqrt() } else { 0.0 };
         }
@@ -1294,7 +1400,7 @@ impl Kernel for ReturnMoments {
             return;
         }
         let n = self.n as f64;
-        let mean = self.returns.iter().sum::<f64>() / n;
+        let mean = lane_sum(self.returns.as_slice(), |_, r| r) / n;
         let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
         for r in self.returns.iter() {
             let d = r - mean;

@@ -1002,21 +1002,12 @@ pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
 /// [`compute`] over `threads` threads: each indicator's kernel runs over every bar on one thread
 /// (indicators are independent), so the frame is the same whatever the thread count.
 pub fn compute_with_threads(set: &FeatureSet, bars: &Bars, threads: usize) -> FeatureFrame {
-    let n = bars.len();
-    let per_indicator = map_in_parallel(&set.features, threads, |_, feature| {
-        let mut kernel = feature.kernel();
-        let w = kernel.width();
-        let mut columns: Vec<Vec<f64>> = (0..w).map(|_| Vec::with_capacity(n)).collect();
-        let mut out = vec![f64::NAN; w];
-        for i in 0..n {
-            kernel.update(&Bar::at(bars, i), &mut out);
-            for (column, &v) in columns.iter_mut().zip(&out) {
-                column.push(v);
-            }
-        }
-        columns
-    });
-    FeatureFrame { ts: bars.ts.clone(), names: set.columns(), columns: per_indicator.into_iter().flatten().collect() }
+    let per_indicator = map_in_parallel(&set.features, threads, |_, feature| feature.kernel().run(bars));
+    FeatureFrame {
+        ts: quantpipe_core::memory::copy_column(&bars.ts),
+        names: set.columns(),
+        columns: per_indicator.into_iter().flatten().collect(),
+    }
 }
 
 /// `compute` for many series at once, spread over `threads` OS threads (the machine's core count
