@@ -252,83 +252,87 @@ impl Var {
     }
 }
 
-/// A double-ended queue of (index, value) in a fixed power-of-two ring: the monotonic queues of
-/// [`MinMax`] without `VecDeque`'s growth and wrap-around checks.
-#[derive(Debug, Clone)]
-struct IndexedRing {
-    buf: Vec<(usize, f64)>,
-    mask: usize,
-    /// Free-running counters: entries live at head..tail (mod the ring size).
-    head: usize,
-    tail: usize,
-}
+/// An extreme and the stream index where it occurred.
+type Extreme = (f64, usize);
 
-impl IndexedRing {
-    fn with_room_for(n: usize) -> IndexedRing {
-        let size = n.next_power_of_two();
-        IndexedRing { buf: vec![(0, 0.0); size], mask: size - 1, head: 0, tail: 0 }
-    }
-    #[inline]
-    fn back(&self) -> Option<(usize, f64)> {
-        (self.head != self.tail).then(|| self.buf[self.tail.wrapping_sub(1) & self.mask])
-    }
-    #[inline]
-    fn front(&self) -> Option<(usize, f64)> {
-        (self.head != self.tail).then(|| self.buf[self.head & self.mask])
-    }
-    #[inline]
-    fn push_back(&mut self, entry: (usize, f64)) {
-        self.buf[self.tail & self.mask] = entry;
-        self.tail = self.tail.wrapping_add(1);
-    }
-    fn pop_back(&mut self) {
-        self.tail = self.tail.wrapping_sub(1);
-    }
-    fn pop_front(&mut self) {
-        self.head = self.head.wrapping_add(1);
-    }
-}
-
-/// Highest and lowest of the last `n` values (monotonic queues, O(1) amortised). Ties keep the most
-/// recent index, as TA-Lib's scans do.
+/// Highest and lowest of the last `n` values, O(1) amortised and without data-dependent loops
+/// (van Herk / Gil-Werman): the stream is cut into blocks of `n`; a window is the tail of the
+/// previous block (whose suffix extremes are computed once, when that block completes) plus the
+/// head of the current block (a running prefix extreme). Ties keep the most recent index, as
+/// TA-Lib's scans do. Inputs must not be NaN (kernels feed validated prices or defined values).
 #[derive(Debug, Clone)]
 pub struct MinMax {
     n: usize,
     i: usize,
-    max: IndexedRing,
-    min: IndexedRing,
+    /// `i % n`, kept as a counter (a division per bar costs more than the rest of the update).
+    offset: usize,
+    block_high: Vec<f64>,
+    block_low: Vec<f64>,
+    /// Suffix extremes of the last completed block: `suffix_high[j]` is the highest of offsets j..n.
+    suffix_high: Vec<Extreme>,
+    suffix_low: Vec<Extreme>,
+    /// Extremes of the current block so far.
+    prefix_high: Extreme,
+    prefix_low: Extreme,
 }
 
 impl MinMax {
     pub fn new(n: usize) -> MinMax {
-        // A queue holds at most the n values of the window plus the one being pushed.
-        MinMax { n, i: 0, max: IndexedRing::with_room_for(n + 1), min: IndexedRing::with_room_for(n + 1) }
+        let n = n.max(1);
+        MinMax {
+            n,
+            i: 0,
+            offset: 0,
+            block_high: vec![0.0; n],
+            block_low: vec![0.0; n],
+            suffix_high: vec![(0.0, 0); n],
+            suffix_low: vec![(0.0, 0); n],
+            prefix_high: (0.0, 0),
+            prefix_low: (0.0, 0),
+        }
     }
+
     /// Pushes the next high and low; returns ((highest, its age), (lowest, its age)) once `n` are seen.
     #[inline]
     pub fn next(&mut self, high: f64, low: f64) -> Option<((f64, usize), (f64, usize))> {
-        let i = self.i;
+        let (i, offset) = (self.i, self.offset);
         self.i += 1;
-        while self.max.back().is_some_and(|(_, v)| v <= high) {
-            self.max.pop_back();
+        self.offset = if offset + 1 == self.n { 0 } else { offset + 1 };
+        self.block_high[offset] = high;
+        self.block_low[offset] = low;
+        if offset == 0 || high >= self.prefix_high.0 {
+            self.prefix_high = (high, i);
         }
-        self.max.push_back((i, high));
-        while self.min.back().is_some_and(|(_, v)| v >= low) {
-            self.min.pop_back();
+        if offset == 0 || low <= self.prefix_low.0 {
+            self.prefix_low = (low, i);
         }
-        self.min.push_back((i, low));
-        while self.max.front().is_some_and(|(j, _)| j + self.n <= i) {
-            self.max.pop_front();
-        }
-        while self.min.front().is_some_and(|(j, _)| j + self.n <= i) {
-            self.min.pop_front();
-        }
-        if self.i < self.n {
+        let (hi, lo) = if offset == self.n - 1 {
+            self.complete_block(i + 1 - self.n);
+            (self.prefix_high, self.prefix_low)
+        } else if i + 1 < self.n {
             return None;
+        } else {
+            // The window starts at offset + 1 of the previous block; on ties the current (later) block wins.
+            let (sh, sl) = (self.suffix_high[offset + 1], self.suffix_low[offset + 1]);
+            (
+                if self.prefix_high.0 >= sh.0 { self.prefix_high } else { sh },
+                if self.prefix_low.0 <= sl.0 { self.prefix_low } else { sl },
+            )
+        };
+        Some(((hi.0, i - hi.1), (lo.0, i - lo.1)))
+    }
+
+    /// The block starting at stream index `base` is complete: its suffix extremes, right to left,
+    /// keeping the later index on ties.
+    fn complete_block(&mut self, base: usize) {
+        let last = self.n - 1;
+        self.suffix_high[last] = (self.block_high[last], base + last);
+        self.suffix_low[last] = (self.block_low[last], base + last);
+        for j in (0..last).rev() {
+            let (h, l) = (self.block_high[j], self.block_low[j]);
+            self.suffix_high[j] = if h > self.suffix_high[j + 1].0 { (h, base + j) } else { self.suffix_high[j + 1] };
+            self.suffix_low[j] = if l < self.suffix_low[j + 1].0 { (l, base + j) } else { self.suffix_low[j + 1] };
         }
-        let (hi, hv) = self.max.front()?;
-        let (li, lv) = self.min.front()?;
-        Some(((hv, i - hi), (lv, i - li)))
     }
 }
 
@@ -1790,6 +1794,52 @@ impl Kernel for Sar {
 mod textbook {
     //! Indicators TA-Lib lacks, checked on small series computed by hand.
     use super::*;
+
+    /// The block algorithm against a plain scan of the window, on prices with many ties (values
+    /// from a small set), for window lengths that do and do not divide the series.
+    #[test]
+    fn rolling_extremes_equal_a_scan_with_the_latest_tie() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % 7) as f64
+        };
+        let highs: Vec<f64> = (0..500).map(|_| next()).collect();
+        let lows: Vec<f64> = (0..500).map(|_| -next()).collect();
+        for n in [1, 2, 3, 5, 14, 26] {
+            let mut mm = MinMax::new(n);
+            for i in 0..highs.len() {
+                let got = mm.next(highs[i], lows[i]);
+                if i + 1 < n {
+                    assert_eq!(got, None);
+                    continue;
+                }
+                let window = i + 1 - n..=i;
+                let hi = window.clone().max_by(|&a, &b| highs[a].total_cmp(&highs[b]).then(a.cmp(&b))).unwrap();
+                let lo = window.min_by(|&a, &b| lows[a].total_cmp(&lows[b]).then(b.cmp(&a))).unwrap();
+                assert_eq!(got, Some(((highs[hi], i - hi), (lows[lo], i - lo))), "n = {n}, bar {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_windows_are_contiguous_and_oldest_first() {
+        let mut w = Rolling::new(3);
+        assert!(!w.push(1.0));
+        assert_eq!(w.as_slice(), &[1.0]);
+        assert!(!w.push(2.0));
+        assert!(w.push(3.0));
+        assert!(w.push(4.0));
+        assert_eq!(w.as_slice(), &[2.0, 3.0, 4.0]);
+        for v in 5..=9 {
+            w.push(v as f64);
+        }
+        assert_eq!(w.as_slice(), &[7.0, 8.0, 9.0]);
+        // Four lanes (k mod 4) of 1..=9, then pairwise: exactly 45 either way for integers.
+        let values: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert_eq!(lane_sum(&values, |_, v| v), 45.0);
+        assert_eq!(lane_sum(&values, |k, v| v * (k + 1) as f64), (1..=9).map(|k| (k * k) as f64).sum::<f64>());
+    }
 
     fn bar(ts: i64, o: f64, h: f64, l: f64, c: f64, v: f64) -> Bar {
         Bar { ts, open: o, high: h, low: l, close: c, volume: v }
