@@ -400,6 +400,7 @@ impl Kernel for PatternKernel {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let ready = self.state.push(Candle { o: bar.open, h: bar.high, l: bar.low, c: bar.close });
         out[0] = if ready {

@@ -18,7 +18,7 @@ pub struct Bar {
 
 impl Bar {
     /// Row `i` of a columnar series.
-    #[inline]
+    #[inline(always)]
     pub fn at(bars: &quantpipe_core::Bars, i: usize) -> Bar {
         Bar {
             ts: bars.ts[i],
@@ -384,6 +384,7 @@ impl Kernel for MultiEma {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
         let e2 = self.emas[1].next(e1);
@@ -405,6 +406,7 @@ impl Kernel for Trix {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
         let e2 = self.emas[1].next(e1);
@@ -438,6 +440,7 @@ impl Kernel for GainLoss {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let n = self.n as f64;
@@ -516,6 +519,7 @@ impl Kernel for Macd {
     fn width(&self) -> usize {
         3
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let x = bar.close;
@@ -557,6 +561,7 @@ impl Kernel for PriceOsc {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let f = self.fast.next(bar.close);
         let s = self.slow.next(bar.close);
@@ -584,6 +589,7 @@ impl Kernel for Bbands {
     fn width(&self) -> usize {
         5
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.sma.next(bar.close);
         let var = self.var.next(bar.close);
@@ -611,6 +617,7 @@ impl Kernel for StdDev {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let v = self.var.next(bar.close);
         out[0] = if v.is_nan() {
@@ -644,6 +651,7 @@ impl Kernel for Atr {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         if self.prev_close.is_nan() {
@@ -702,6 +710,7 @@ impl Kernel for Dmi {
     fn width(&self) -> usize {
         3
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let Some((ph, pl, pc)) = self.prev else {
@@ -766,6 +775,7 @@ impl Kernel for Stoch {
     fn width(&self) -> usize {
         2
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let Some(((hh, _), (ll, _))) = self.range.next(bar.high, bar.low) else { return };
@@ -791,6 +801,7 @@ impl Kernel for Willr {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = match self.range.next(bar.high, bar.low) {
             None => f64::NAN,
@@ -815,6 +826,7 @@ impl Kernel for Aroon {
     fn width(&self) -> usize {
         3
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         if let Some(((_, hi_age), (_, lo_age))) = self.range.next(bar.high, bar.low) {
@@ -840,6 +852,7 @@ impl Kernel for Cci {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let tp = (bar.high + bar.low + bar.close) / 3.0;
         if self.buffer.len() < self.n {
@@ -881,6 +894,7 @@ impl Kernel for Change {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.window.push_back(bar.close);
         if self.window.len() <= self.n {
@@ -906,6 +920,7 @@ impl Kernel for Obv {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let obv = match self.prev {
             None => bar.volume,
@@ -935,6 +950,7 @@ impl Kernel for Ad {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
         out[0] = self.ad;
@@ -956,6 +972,7 @@ impl Kernel for Adosc {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
         if self.seen == 0 {
@@ -986,6 +1003,7 @@ impl Kernel for Mfi {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let tp = (bar.high + bar.low + bar.close) / 3.0;
@@ -1032,6 +1050,7 @@ impl Kernel for Ultosc {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         if self.prev_close.is_nan() {
@@ -1081,6 +1100,7 @@ impl Kernel for LogReturn {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.window.push_back(bar.close);
         if self.window.len() <= self.lag {
@@ -1102,6 +1122,7 @@ impl Kernel for RealizedVol {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let prev = std::mem::replace(&mut self.prev, bar.close);
@@ -1131,6 +1152,7 @@ impl Kernel for Kama {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let x = bar.close;
@@ -1179,6 +1201,7 @@ impl Kernel for Adxr {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mut d = [f64::NAN; 3];
         self.dmi.update(bar, &mut d);
@@ -1205,6 +1228,7 @@ impl Kernel for Mid {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let (h, l) = if self.use_close { (bar.close, bar.close) } else { (bar.high, bar.low) };
         out[0] = match self.range.next(h, l) {
@@ -1220,6 +1244,7 @@ impl Kernel for BarPrices {
     fn width(&self) -> usize {
         4
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let range = b.high - b.low;
         out[0] = if is_zero_or_neg(range) { 0.0 } else { (b.close - b.open) / range };
@@ -1239,6 +1264,7 @@ impl Kernel for Keltner {
     fn width(&self) -> usize {
         3
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.ema.next(bar.close);
         let mut atr = [f64::NAN];
@@ -1261,6 +1287,7 @@ impl Kernel for Donchian {
     fn width(&self) -> usize {
         3
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         match self.range.next(bar.high, bar.low) {
             Some(((hh, _), (ll, _))) => {
@@ -1283,6 +1310,7 @@ impl Kernel for RollingVwap {
     fn width(&self) -> usize {
         2
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tp = (b.high + b.low + b.close) / 3.0;
         out.fill(f64::NAN);
@@ -1313,6 +1341,7 @@ impl Kernel for SessionVwap {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
         if day != self.day {
@@ -1344,6 +1373,7 @@ impl Kernel for ZScore {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let x = if self.input == ZInput::Close { b.close } else { b.volume };
         out[0] = f64::NAN;
@@ -1367,6 +1397,7 @@ impl Kernel for RangeVol {
     fn width(&self) -> usize {
         2
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let valid = b.high > 0.0 && b.low > 0.0 && b.open > 0.0 && b.close > 0.0;
         let hl = if valid { (b.high / b.low).ln() } else { f64::NAN };
@@ -1394,6 +1425,7 @@ impl Kernel for ReturnMoments {
     fn width(&self) -> usize {
         2
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let prev = std::mem::replace(&mut self.prev, b.close);
@@ -1430,6 +1462,7 @@ impl Kernel for Calendar {
     fn width(&self) -> usize {
         4
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tau = std::f64::consts::TAU;
         let ms_of_day = b.ts.rem_euclid(86_400_000) as f64;
@@ -1457,6 +1490,7 @@ impl Kernel for Ichimoku {
     fn width(&self) -> usize {
         4
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mid = |r: Option<((f64, usize), (f64, usize))>| r.map_or(f64::NAN, |((h, _), (l, _))| (h + l) / 2.0);
         let t = mid(self.tenkan.next(b.high, b.low));
@@ -1489,6 +1523,7 @@ impl Kernel for Pivots {
     fn width(&self) -> usize {
         11
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
         if day != self.day {
@@ -1542,6 +1577,7 @@ impl Kernel for Swings {
     fn width(&self) -> usize {
         4
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         self.window.push_back((b.high, b.low));
         if self.window.len() > 2 * self.k + 1 {
@@ -1609,6 +1645,7 @@ impl Kernel for HigherTimeframe {
     fn width(&self) -> usize {
         self.width
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         if let Some(prev) = self.last_ts {
             let d = b.ts - prev;
@@ -1650,6 +1687,7 @@ impl Kernel for T3 {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mut x = b.close;
         out[0] = f64::NAN;
@@ -1688,6 +1726,7 @@ impl Kernel for StochRsi {
     fn width(&self) -> usize {
         2
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let mut r = [f64::NAN];
@@ -1725,6 +1764,7 @@ impl Kernel for Sar {
     fn width(&self) -> usize {
         1
     }
+    #[inline]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let accel = self.accel.min(self.max);

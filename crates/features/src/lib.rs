@@ -857,6 +857,7 @@ impl Kernel for CandleSet {
     fn width(&self) -> usize {
         self.kernels.len()
     }
+    #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         for (k, slot) in self.kernels.iter_mut().zip(out.chunks_mut(1)) {
             k.update(bar, slot);
