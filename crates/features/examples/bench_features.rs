@@ -82,7 +82,13 @@ fn main() {
             let mut rows = Vec::new();
             // QUANTPIPE_BENCH_ONLY=stddev times only the indicators whose outputs contain that text.
             let only = std::env::var("QUANTPIPE_BENCH_ONLY").unwrap_or_default();
-            for f in talib_subset().features {
+            // QUANTPIPE_BENCH_SET=standard times every indicator of the standard set instead.
+            let set = if std::env::var("QUANTPIPE_BENCH_SET").as_deref() == Ok("standard") {
+                FeatureSet::standard()
+            } else {
+                talib_subset()
+            };
+            for f in set.features {
                 if !f.outputs().join(",").contains(&only) {
                     continue;
                 }

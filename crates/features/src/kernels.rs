@@ -81,24 +81,25 @@ impl<T: Copy + Default> Rolling<T> {
     }
 }
 
-/// Σ term(k, values[k]) over four interleaved partial sums (k mod 4), added pairwise at the end:
-/// four independent dependency chains instead of one, so a window sum costs a quarter of the
+/// Σ term(k, values[k]) over eight interleaved partial sums (k mod 8), added pairwise at the end:
+/// eight independent dependency chains instead of one, so a window sum costs an eighth of the
 /// latency. The order is fixed by k alone, so streaming and batch give the same bits.
 #[inline]
 pub fn lane_sum<T: Copy>(values: &[T], term: impl Fn(usize, T) -> f64) -> f64 {
-    let mut lanes = [0.0; 4];
-    let chunks = values.chunks_exact(4);
+    const LANES: usize = 8;
+    let mut lanes = [0.0; LANES];
+    let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
     for (c, chunk) in chunks.enumerate() {
         for (j, &v) in chunk.iter().enumerate() {
-            lanes[j] += term(4 * c + j, v);
+            lanes[j] += term(LANES * c + j, v);
         }
     }
     let base = values.len() - rest.len();
     for (j, &v) in rest.iter().enumerate() {
         lanes[j] += term(base + j, v);
     }
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
 /// A streaming indicator: `update` consumes the next bar and writes this bar's outputs (NaN while
@@ -1437,14 +1438,10 @@ impl Kernel for ReturnMoments {
         }
         let n = self.n as f64;
         let mean = lane_sum(self.returns.as_slice(), |_, r| r) / n;
-        let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
-        for r in self.returns.iter() {
-            let d = r - mean;
-            m2 += d * d;
-            m3 += d * d * d;
-            m4 += d * d * d * d;
-        }
-        let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+        let returns = self.returns.as_slice();
+        let m2 = lane_sum(returns, |_, r| (r - mean) * (r - mean)) / n;
+        let m3 = lane_sum(returns, |_, r| (r - mean) * (r - mean) * (r - mean)) / n;
+        let m4 = lane_sum(returns, |_, r| (r - mean) * (r - mean) * (r - mean) * (r - mean)) / n;
         if m2 > 0.0 {
             out[0] = m3 / m2.powf(1.5);
             out[1] = m4 / (m2 * m2) - 3.0;
@@ -1457,7 +1454,13 @@ impl Kernel for ReturnMoments {
 
 /// Hour of day and day of week (UTC) as points on the unit circle. Outputs: hour_sin, hour_cos,
 /// dow_sin, dow_cos.
-pub struct Calendar;
+#[derive(Default)]
+pub struct Calendar {
+    /// The day (days since the epoch) whose weekday encoding `dow` holds: it changes once a day,
+    /// so its sine and cosine are computed once a day.
+    day: Option<i64>,
+    dow: [f64; 2],
+}
 impl Kernel for Calendar {
     fn width(&self) -> usize {
         4
@@ -1467,11 +1470,16 @@ impl Kernel for Calendar {
         let tau = std::f64::consts::TAU;
         let ms_of_day = b.ts.rem_euclid(86_400_000) as f64;
         let hour = ms_of_day / 3_600_000.0;
-        let dow = (b.ts.div_euclid(86_400_000) + 3).rem_euclid(7) as f64; // Monday = 0
+        let day = b.ts.div_euclid(86_400_000);
+        if self.day != Some(day) {
+            let dow = (day + 3).rem_euclid(7) as f64; // Monday = 0
+            self.dow = [(tau * dow / 7.0).sin(), (tau * dow / 7.0).cos()];
+            self.day = Some(day);
+        }
         out[0] = (tau * hour / 24.0).sin();
         out[1] = (tau * hour / 24.0).cos();
-        out[2] = (tau * dow / 7.0).sin();
-        out[3] = (tau * dow / 7.0).cos();
+        out[2] = self.dow[0];
+        out[3] = self.dow[1];
     }
 }
 
@@ -1605,9 +1613,20 @@ impl Kernel for Swings {
         let rel = |level: Option<f64>| level.map_or(f64::NAN, |l| if c != 0.0 { (l - c) / c } else { f64::NAN });
         out[0] = rel(self.highs.back().copied());
         out[1] = rel(self.lows.back().copied());
-        let levels = self.highs.iter().chain(self.lows.iter());
-        out[2] = rel(levels.clone().copied().filter(|&l| l > c).min_by(f64::total_cmp));
-        out[3] = rel(levels.copied().filter(|&l| l < c).max_by(f64::total_cmp));
+        // The nearest level above and below the close (levels are finite prices): plain loops over
+        // the two queues' slices, no iterator chain.
+        let (mut above, mut below) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (h1, h2) = self.highs.as_slices();
+        let (l1, l2) = self.lows.as_slices();
+        for part in [h1, h2, l1, l2] {
+            for &l in part {
+                // Selects rather than branches: which level is nearest is unpredictable bar to bar.
+                above = above.min(if l > c { l } else { f64::INFINITY });
+                below = below.max(if l < c { l } else { f64::NEG_INFINITY });
+            }
+        }
+        out[2] = rel(above.is_finite().then_some(above));
+        out[3] = rel(below.is_finite().then_some(below));
     }
 }
 
@@ -1998,7 +2017,7 @@ mod textbook {
         assert!(m[4][0].abs() < 1e-12);
         assert!((m[4][1] - (1.0 - 3.0)).abs() < 1e-12, "two-point distribution: kurtosis 1, excess −2");
         // Monday 1970-01-05 06:00 UTC: a quarter of the day, first day of the week.
-        let c = run(&mut Calendar, &[bar(4 * 86_400_000 + 6 * 3_600_000, 1.0, 1.0, 1.0, 1.0, 1.0)]);
+        let c = run(&mut Calendar::default(), &[bar(4 * 86_400_000 + 6 * 3_600_000, 1.0, 1.0, 1.0, 1.0, 1.0)]);
         assert!((c[0][0] - 1.0).abs() < 1e-12 && c[0][1].abs() < 1e-12);
         assert!(c[0][2].abs() < 1e-12 && (c[0][3] - 1.0).abs() < 1e-12);
     }

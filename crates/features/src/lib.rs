@@ -796,7 +796,7 @@ impl Indicator {
             Indicator::ReturnMoments { period } => {
                 Box::new(ReturnMoments { n: period, prev: f64::NAN, returns: Rolling::new(period) })
             }
-            Indicator::Calendar => Box::new(Calendar),
+            Indicator::Calendar => Box::new(Calendar::default()),
             Indicator::Htf { ref timeframe, ref feature } => {
                 let step_ms = quantpipe_core::Timeframe::parse(timeframe).map(|t| t.millis()).unwrap_or(3_600_000);
                 let inner: Vec<Box<dyn Kernel>> = feature.iter().map(|f| f.kernel()).collect();
