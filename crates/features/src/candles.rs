@@ -84,62 +84,130 @@ struct Slot {
     ranges: [f64; 3],
 }
 
-/// The last `lookback + 1` candles (in a fixed ring) and the running totals a pattern needs.
-pub struct CandleState {
+/// A running total of one candle measure, TA-Lib's "period total": the sum of `range` over the
+/// `period` candles before candle i − k, for a pattern that first judges at candle `lookback`.
+/// Patterns sharing (lookback, range, period, k) accumulate the very same sums in the same order,
+/// so a pattern set keeps each such total once.
+#[derive(Debug, Clone, PartialEq)]
+struct RunningTotal {
     lookback: usize,
+    range: RangeType,
+    period: usize,
+    k: usize,
+    value: f64,
+}
+
+/// A pattern with the settings its conditions compare against: (setting, k, index of its running
+/// total in the set, or None when the setting averages no period and reads candle i − k itself).
+struct Judged {
+    pattern: Pattern,
+    lookback: usize,
+    settings: Vec<(CandleSetting, usize, Option<usize>)>,
+}
+
+/// Candlestick patterns judged from one candle history (a fixed ring) and one set of distinct
+/// running totals: the batch and streaming kernel of `Indicator::Candles`. Outputs, one per
+/// pattern, are the values TA-Lib's function for that pattern gives on its own.
+pub struct PatternSet {
     ring: [Slot; RING],
     /// Ring position of the newest candle.
     newest: usize,
     seen: usize,
-    /// (setting, offset k: the total belongs to candle i−k, total).
-    totals: Vec<(CandleSetting, usize, f64)>,
+    totals: Vec<RunningTotal>,
+    patterns: Vec<Judged>,
 }
 
-impl CandleState {
-    pub fn new(lookback: usize, totals: &[(CandleSetting, usize)]) -> CandleState {
-        assert!(lookback < RING, "a candle pattern looks back at most {} candles", RING - 1);
-        CandleState {
-            lookback,
-            ring: [Slot::default(); RING],
-            newest: RING - 1,
-            seen: 0,
-            totals: totals.iter().map(|&(s, k)| (s, k, 0.0)).collect(),
-        }
-    }
-
-    /// Pushes a candle; true once a pattern can be judged at it.
-    fn push(&mut self, candle: Candle) -> bool {
-        self.newest = (self.newest + 1) & (RING - 1);
-        let ranges = [candle.body(), candle.h - candle.l, candle.upper_shadow() + candle.lower_shadow()];
-        self.ring[self.newest] = Slot { candle, ranges };
-        let i = self.seen;
-        self.seen += 1;
-        if i >= self.lookback {
-            return true;
-        }
-        // Before the first judgement, each total sums its window [L−k−p, L−k) in time order.
-        let l = self.lookback;
-        for (s, k, total) in &mut self.totals {
-            if s.period > 0 && i + *k + s.period >= l && i + *k < l {
-                *total += ranges[s.range as usize];
-            }
-        }
-        false
+impl PatternSet {
+    pub fn new(patterns: &[Pattern]) -> PatternSet {
+        let mut totals: Vec<RunningTotal> = Vec::new();
+        let patterns = patterns
+            .iter()
+            .map(|&pattern| {
+                let (lookback, wanted) = pattern.settings();
+                assert!(lookback < RING, "a candle pattern looks back at most {} candles", RING - 1);
+                let settings = wanted
+                    .iter()
+                    .map(|&(s, k)| {
+                        if s.period == 0 {
+                            return (s, k, None);
+                        }
+                        let key = RunningTotal { lookback, range: s.range, period: s.period, k, value: 0.0 };
+                        let at = totals.iter().position(|t| *t == key).unwrap_or_else(|| {
+                            totals.push(key);
+                            totals.len() - 1
+                        });
+                        (s, k, Some(at))
+                    })
+                    .collect();
+                Judged { pattern, lookback, settings }
+            })
+            .collect();
+        PatternSet { ring: [Slot::default(); RING], newest: RING - 1, seen: 0, totals, patterns }
     }
 
     fn slot(&self, j: usize) -> &Slot {
         &self.ring[self.newest.wrapping_sub(j) & (RING - 1)]
     }
+}
 
-    /// Candle i − j (j = 0 is the current one).
-    pub fn c(&self, j: usize) -> Candle {
-        self.slot(j).candle
+impl Kernel for PatternSet {
+    fn width(&self) -> usize {
+        self.patterns.len()
     }
 
-    /// TA-Lib's `TA_CANDLEAVERAGE` of the t-th total.
+    #[inline]
+    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
+        let candle = Candle { o: bar.open, h: bar.high, l: bar.low, c: bar.close };
+        self.newest = (self.newest + 1) & (RING - 1);
+        let ranges = [candle.body(), candle.h - candle.l, candle.upper_shadow() + candle.lower_shadow()];
+        self.ring[self.newest] = Slot { candle, ranges };
+        let i = self.seen;
+        self.seen += 1;
+        // Before a pattern's first judgement, each total sums its window [L−k−p, L−k) in time order.
+        for t in &mut self.totals {
+            if i < t.lookback && i + t.k + t.period >= t.lookback && i + t.k < t.lookback {
+                t.value += ranges[t.range as usize];
+            }
+        }
+        for (judged, o) in self.patterns.iter().zip(out.iter_mut()) {
+            *o = if i >= judged.lookback {
+                judged.pattern.judge(&CandleState { set: self, settings: &judged.settings })
+            } else {
+                f64::NAN
+            };
+        }
+        // After the judgement: add candle i−k's range and drop the trailing one, as TA-Lib does.
+        for at in 0..self.totals.len() {
+            let t = &self.totals[at];
+            if i >= t.lookback {
+                let (range, k, period) = (t.range as usize, t.k, t.period);
+                let add = self.slot(k).ranges[range];
+                let drop = self.slot(k + period).ranges[range];
+                self.totals[at].value += add - drop;
+            }
+        }
+    }
+}
+
+/// What one pattern's conditions read at the current candle.
+pub struct CandleState<'a> {
+    set: &'a PatternSet,
+    settings: &'a [(CandleSetting, usize, Option<usize>)],
+}
+
+impl CandleState<'_> {
+    /// Candle i − j (j = 0 is the current one).
+    pub fn c(&self, j: usize) -> Candle {
+        self.set.slot(j).candle
+    }
+
+    /// TA-Lib's `TA_CANDLEAVERAGE` of the t-th setting.
     pub fn avg(&self, t: usize) -> f64 {
-        let (s, k, total) = self.totals[t];
-        let base = if s.period != 0 { total / s.period as f64 } else { self.slot(k).ranges[s.range as usize] };
+        let (s, k, total) = self.settings[t];
+        let base = match total {
+            Some(at) => self.set.totals[at].value / s.period as f64,
+            None => self.set.slot(k).ranges[s.range as usize],
+        };
         // TA-Lib divides by 2 for shadows and by 1 otherwise; halving is exact and dividing by one
         // is the identity, so neither needs a division (same bits, a quarter of the latency).
         let average = s.factor * base;
@@ -147,18 +215,6 @@ impl CandleState {
             average * 0.5
         } else {
             average
-        }
-    }
-
-    /// After the judgement: add candle i−k's range and drop the trailing one, as TA-Lib does.
-    fn roll(&mut self) {
-        for t in 0..self.totals.len() {
-            let (s, k, _) = self.totals[t];
-            if s.period > 0 {
-                let add = self.slot(k).ranges[s.range as usize];
-                let drop = self.slot(k + s.period).ranges[s.range as usize];
-                self.totals[t].2 += add - drop;
-            }
         }
     }
 }
@@ -236,30 +292,24 @@ impl Pattern {
         }
     }
 
-    pub fn kernel(self) -> PatternKernel {
-        let state = match self {
-            Pattern::Doji => CandleState::new(10, &[(BODY_DOJI, 0)]),
-            Pattern::Hammer => {
-                CandleState::new(11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0), (NEAR, 1)])
+    /// TA-Lib's lookback of the pattern and the settings its conditions use, each with the
+    /// offset k of the candle it belongs to.
+    fn settings(self) -> (usize, &'static [(CandleSetting, usize)]) {
+        match self {
+            Pattern::Doji => (10, &[(BODY_DOJI, 0)]),
+            Pattern::Hammer | Pattern::HangingMan => {
+                (11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0), (NEAR, 1)])
             }
-            Pattern::Engulfing => CandleState::new(2, &[]),
-            Pattern::Harami => CandleState::new(11, &[(BODY_LONG, 1), (BODY_SHORT, 0)]),
-            Pattern::HangingMan => {
-                CandleState::new(11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0), (NEAR, 1)])
-            }
+            Pattern::Engulfing => (2, &[]),
+            Pattern::Harami => (11, &[(BODY_LONG, 1), (BODY_SHORT, 0)]),
             Pattern::ShootingStar | Pattern::InvertedHammer => {
-                CandleState::new(11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0)])
+                (11, &[(BODY_SHORT, 0), (SHADOW_LONG, 0), (SHADOW_VERY_SHORT, 0)])
             }
-            Pattern::DragonflyDoji | Pattern::GravestoneDoji => {
-                CandleState::new(10, &[(BODY_DOJI, 0), (SHADOW_VERY_SHORT, 0)])
-            }
-            Pattern::Marubozu => CandleState::new(10, &[(BODY_LONG, 0), (SHADOW_VERY_SHORT, 0)]),
-            Pattern::SpinningTop => CandleState::new(10, &[(BODY_SHORT, 0)]),
-            Pattern::MorningStar | Pattern::EveningStar => {
-                CandleState::new(12, &[(BODY_LONG, 2), (BODY_SHORT, 1), (BODY_SHORT, 0)])
-            }
-        };
-        PatternKernel { pattern: self, state }
+            Pattern::DragonflyDoji | Pattern::GravestoneDoji => (10, &[(BODY_DOJI, 0), (SHADOW_VERY_SHORT, 0)]),
+            Pattern::Marubozu => (10, &[(BODY_LONG, 0), (SHADOW_VERY_SHORT, 0)]),
+            Pattern::SpinningTop => (10, &[(BODY_SHORT, 0)]),
+            Pattern::MorningStar | Pattern::EveningStar => (12, &[(BODY_LONG, 2), (BODY_SHORT, 1), (BODY_SHORT, 0)]),
+        }
     }
 
     fn judge(self, s: &CandleState) -> f64 {
@@ -388,27 +438,5 @@ impl Pattern {
                 }
             }
         }
-    }
-}
-
-pub struct PatternKernel {
-    pattern: Pattern,
-    state: CandleState,
-}
-
-impl Kernel for PatternKernel {
-    fn width(&self) -> usize {
-        1
-    }
-    #[inline]
-    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
-        let ready = self.state.push(Candle { o: bar.open, h: bar.high, l: bar.low, c: bar.close });
-        out[0] = if ready {
-            let v = self.pattern.judge(&self.state);
-            self.state.roll();
-            v
-        } else {
-            f64::NAN
-        };
     }
 }

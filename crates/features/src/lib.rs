@@ -834,9 +834,7 @@ impl Indicator {
             Indicator::Swings { k } => {
                 Box::new(Swings { k, window: VecDeque::new(), highs: VecDeque::new(), lows: VecDeque::new() })
             }
-            Indicator::Candles => {
-                Box::new(CandleSet { kernels: candles::Pattern::ALL.iter().map(|p| p.kernel()).collect() })
-            }
+            Indicator::Candles => Box::new(candles::PatternSet::new(&candles::Pattern::ALL)),
             Indicator::Ichimoku { tenkan, kijun, senkou } => Box::new(Ichimoku {
                 tenkan: MinMax::new(tenkan),
                 kijun: MinMax::new(kijun),
@@ -844,23 +842,6 @@ impl Indicator {
                 shift: kijun,
                 pending: VecDeque::new(),
             }),
-        }
-    }
-}
-
-/// All candlestick patterns as one multi-output kernel.
-struct CandleSet {
-    kernels: Vec<candles::PatternKernel>,
-}
-
-impl Kernel for CandleSet {
-    fn width(&self) -> usize {
-        self.kernels.len()
-    }
-    #[inline]
-    fn update(&mut self, bar: &Bar, out: &mut [f64]) {
-        for (k, slot) in self.kernels.iter_mut().zip(out.chunks_mut(1)) {
-            k.update(bar, slot);
         }
     }
 }
