@@ -139,32 +139,63 @@ fn is_zero_or_neg(v: f64) -> bool {
     v < TA_EPSILON
 }
 
+/// The value pushed `delay` pushes ago: a fixed ring, one store and one load per push.
+#[derive(Debug, Clone)]
+pub struct DelayLine {
+    ring: Vec<f64>,
+    pos: usize,
+    pushed: usize,
+}
+
+impl DelayLine {
+    pub fn new(delay: usize) -> DelayLine {
+        DelayLine { ring: vec![0.0; delay], pos: 0, pushed: 0 }
+    }
+    /// Pushes `x`; returns the value pushed `delay` pushes before it, once there is one (`x` itself
+    /// for a delay of 0).
+    #[inline]
+    pub fn push(&mut self, x: f64) -> Option<f64> {
+        if self.ring.is_empty() {
+            return Some(x);
+        }
+        let old = std::mem::replace(&mut self.ring[self.pos], x);
+        self.pos += 1;
+        if self.pos == self.ring.len() {
+            self.pos = 0;
+        }
+        if self.pushed < self.ring.len() {
+            self.pushed += 1;
+            return None;
+        }
+        Some(old)
+    }
+}
+
 /// Simple moving average with TA-Lib's running total (add the new value, divide, drop the oldest).
 #[derive(Debug, Clone)]
 pub struct Sma {
     n: usize,
-    window: VecDeque<f64>,
+    /// The value leaving the window: the one pushed n − 1 bars before the current one.
+    leaving: DelayLine,
     total: f64,
 }
 
 impl Sma {
     pub fn new(n: usize) -> Sma {
-        Sma { n, window: VecDeque::with_capacity(n + 1), total: 0.0 }
+        Sma { n, leaving: DelayLine::new(n.saturating_sub(1)), total: 0.0 }
     }
     #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
-        if self.window.len() + 1 < self.n {
-            self.window.push_back(x);
-            self.total += x;
-            return f64::NAN;
-        }
+        let leaving = self.leaving.push(x);
         self.total += x;
-        let out = self.total / self.n as f64;
-        self.window.push_back(x);
-        if let Some(old) = self.window.pop_front() {
-            self.total -= old;
+        match leaving {
+            None => f64::NAN,
+            Some(old) => {
+                let out = self.total / self.n as f64;
+                self.total -= old;
+                out
+            }
         }
-        out
     }
 }
 
@@ -471,11 +502,11 @@ impl Kernel for GainLoss {
         } else {
             self.loss *= n - 1.0;
             self.gain *= n - 1.0;
-            if diff < 0.0 {
-                self.loss -= diff;
-            } else {
-                self.gain += diff;
-            }
+            // Both totals take a term, one of them +0.0 (which leaves a non-negative total's bits
+            // unchanged): a select instead of a branch the direction of the market decides.
+            let down = diff < 0.0;
+            self.loss -= if down { diff } else { 0.0 };
+            self.gain += if down { 0.0 } else { diff };
             self.loss /= n;
             self.gain /= n;
         }
@@ -887,8 +918,7 @@ impl Kernel for Cci {
 
 /// Momentum (x − x[n]) or rate of change ((x / x[n]) − 1) × 100.
 pub struct Change {
-    pub n: usize,
-    pub window: VecDeque<f64>,
+    pub earlier: DelayLine,
     pub percent: bool,
 }
 impl Kernel for Change {
@@ -897,12 +927,10 @@ impl Kernel for Change {
     }
     #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
-        self.window.push_back(bar.close);
-        if self.window.len() <= self.n {
+        let Some(old) = self.earlier.push(bar.close) else {
             out[0] = f64::NAN;
             return;
-        }
-        let old = self.window.pop_front().unwrap_or(f64::NAN);
+        };
         out[0] = if !self.percent {
             bar.close - old
         } else if old != 0.0 {
@@ -1094,8 +1122,7 @@ impl Kernel for Ultosc {
 
 /// Log return of the close over `lag` bars.
 pub struct LogReturn {
-    pub lag: usize,
-    pub window: VecDeque<f64>,
+    pub earlier: DelayLine,
 }
 impl Kernel for LogReturn {
     fn width(&self) -> usize {
@@ -1103,12 +1130,10 @@ impl Kernel for LogReturn {
     }
     #[inline]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
-        self.window.push_back(bar.close);
-        if self.window.len() <= self.lag {
+        let Some(old) = self.earlier.push(bar.close) else {
             out[0] = f64::NAN;
             return;
-        }
-        let old = self.window.pop_front().unwrap_or(f64::NAN);
+        };
         out[0] = if old > 0.0 && bar.close > 0.0 { (bar.close / old).ln() } else { f64::NAN };
     }
 }

@@ -748,8 +748,8 @@ impl Indicator {
             Indicator::Willr { period } => Box::new(Willr { range: MinMax::new(period) }),
             Indicator::Aroon { period } => Box::new(Aroon { n: period, range: MinMax::new(period + 1) }),
             Indicator::Cci { period } => Box::new(Cci { n: period, buffer: Vec::new(), next: 0, seen: 0 }),
-            Indicator::Mom { period } => Box::new(Change { n: period, window: VecDeque::new(), percent: false }),
-            Indicator::Roc { period } => Box::new(Change { n: period, window: VecDeque::new(), percent: true }),
+            Indicator::Mom { period } => Box::new(Change { earlier: DelayLine::new(period), percent: false }),
+            Indicator::Roc { period } => Box::new(Change { earlier: DelayLine::new(period), percent: true }),
             Indicator::Obv => Box::new(Obv { prev: None }),
             Indicator::Ad => Box::new(Ad { ad: 0.0 }),
             Indicator::Adosc { fast, slow } => Box::new(Adosc {
@@ -769,7 +769,7 @@ impl Indicator {
                 periods.sort_unstable();
                 Box::new(Ultosc { periods, prev_close: f64::NAN, window: VecDeque::new(), sums: [(0.0, 0.0); 3] })
             }
-            Indicator::LogReturn { lag } => Box::new(LogReturn { lag, window: VecDeque::new() }),
+            Indicator::LogReturn { lag } => Box::new(LogReturn { earlier: DelayLine::new(lag) }),
             Indicator::RealizedVol { period } => {
                 Box::new(RealizedVol { n: period, prev: f64::NAN, returns: Rolling::new(period) })
             }
