@@ -4,6 +4,7 @@
 //! so values match it to rounding.
 
 use std::collections::VecDeque;
+use std::hint::select_unpredictable;
 
 /// One bar as the kernels see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -243,18 +244,22 @@ impl Ema {
 pub struct Wma {
     n: usize,
     window: Rolling<f64>,
+    /// 1, 2, …, n: the weights, oldest first.
+    weights: Vec<f64>,
 }
 
 impl Wma {
     pub fn new(n: usize) -> Wma {
-        Wma { n, window: Rolling::new(n) }
+        Wma { n, window: Rolling::new(n), weights: (1..=n).map(|k| k as f64).collect() }
     }
     #[inline]
     pub fn next(&mut self, x: f64) -> f64 {
         if !self.window.push(x) {
             return f64::NAN;
         }
-        let sum = lane_sum(self.window.as_slice(), |k, v| v * (k + 1) as f64);
+        let window = self.window.as_slice();
+        let weights = &self.weights[..window.len()];
+        let sum = lane_sum(window, |k, v| v * weights[k]);
         sum / ((self.n * (self.n + 1)) as f64 / 2.0)
     }
 }
@@ -332,12 +337,10 @@ impl MinMax {
         self.offset = if offset + 1 == self.n { 0 } else { offset + 1 };
         self.block_high[offset] = high;
         self.block_low[offset] = low;
-        if offset == 0 || high >= self.prefix_high.0 {
-            self.prefix_high = (high, i);
-        }
-        if offset == 0 || low <= self.prefix_low.0 {
-            self.prefix_low = (low, i);
-        }
+        // Selects, not branches: whether a bar makes a new extreme is up to the market.
+        let fresh = offset == 0;
+        self.prefix_high = select_unpredictable(fresh || high >= self.prefix_high.0, (high, i), self.prefix_high);
+        self.prefix_low = select_unpredictable(fresh || low <= self.prefix_low.0, (low, i), self.prefix_low);
         let (hi, lo) = if offset == self.n - 1 {
             self.complete_block(i + 1 - self.n);
             (self.prefix_high, self.prefix_low)
@@ -347,8 +350,8 @@ impl MinMax {
             // The window starts at offset + 1 of the previous block; on ties the current (later) block wins.
             let (sh, sl) = (self.suffix_high[offset + 1], self.suffix_low[offset + 1]);
             (
-                if self.prefix_high.0 >= sh.0 { self.prefix_high } else { sh },
-                if self.prefix_low.0 <= sl.0 { self.prefix_low } else { sl },
+                select_unpredictable(self.prefix_high.0 >= sh.0, self.prefix_high, sh),
+                select_unpredictable(self.prefix_low.0 <= sl.0, self.prefix_low, sl),
             )
         };
         Some(((hi.0, i - hi.1), (lo.0, i - lo.1)))
@@ -362,8 +365,10 @@ impl MinMax {
         self.suffix_low[last] = (self.block_low[last], base + last);
         for j in (0..last).rev() {
             let (h, l) = (self.block_high[j], self.block_low[j]);
-            self.suffix_high[j] = if h > self.suffix_high[j + 1].0 { (h, base + j) } else { self.suffix_high[j + 1] };
-            self.suffix_low[j] = if l < self.suffix_low[j + 1].0 { (l, base + j) } else { self.suffix_low[j + 1] };
+            self.suffix_high[j] =
+                select_unpredictable(h > self.suffix_high[j + 1].0, (h, base + j), self.suffix_high[j + 1]);
+            self.suffix_low[j] =
+                select_unpredictable(l < self.suffix_low[j + 1].0, (l, base + j), self.suffix_low[j + 1]);
         }
     }
 }
