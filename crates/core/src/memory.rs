@@ -5,6 +5,11 @@
 //! time. Asking the kernel for 2 MB pages on such buffers (as numpy does for arrays of 4 MB and
 //! more) takes one fault per 2 MB instead. The advice changes no value, only how memory is mapped;
 //! where the kernel does not offer huge pages it is ignored.
+//!
+//! Measured on the project's machine (82 fresh 1M-row columns filled and kept, each run a fresh
+//! process): 136–150 ms with the advice against 273–324 ms without, except a first run after heavy
+//! memory churn (a build) at 543 ms, when the kernel had to compact memory to find 2 MB pages
+//! (`/sys/kernel/mm/transparent_hugepage/defrag` = madvise lets it do so at fault time).
 
 /// Buffers smaller than this are left alone (numpy's threshold too).
 const HUGE_PAGE_THRESHOLD: usize = 4 << 20;

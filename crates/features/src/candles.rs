@@ -114,6 +114,8 @@ pub struct PatternSet {
     newest: usize,
     seen: usize,
     totals: Vec<RunningTotal>,
+    /// Each total over its period at the current candle, divided once for every pattern reading it.
+    means: Vec<f64>,
     patterns: Vec<Judged>,
 }
 
@@ -142,7 +144,8 @@ impl PatternSet {
                 Judged { pattern, lookback, settings }
             })
             .collect();
-        PatternSet { ring: [Slot::default(); RING], newest: RING - 1, seen: 0, totals, patterns }
+        let means = vec![f64::NAN; totals.len()];
+        PatternSet { ring: [Slot::default(); RING], newest: RING - 1, seen: 0, totals, means, patterns }
     }
 
     fn slot(&self, j: usize) -> &Slot {
@@ -168,6 +171,9 @@ impl Kernel for PatternSet {
             if i < t.lookback && i + t.k + t.period >= t.lookback && i + t.k < t.lookback {
                 t.value += ranges[t.range as usize];
             }
+        }
+        for (mean, t) in self.means.iter_mut().zip(&self.totals) {
+            *mean = t.value / t.period as f64;
         }
         for (judged, o) in self.patterns.iter().zip(out.iter_mut()) {
             *o = if i >= judged.lookback {
@@ -205,7 +211,7 @@ impl CandleState<'_> {
     pub fn avg(&self, t: usize) -> f64 {
         let (s, k, total) = self.settings[t];
         let base = match total {
-            Some(at) => self.set.totals[at].value / s.period as f64,
+            Some(at) => self.set.means[at],
             None => self.set.slot(k).ranges[s.range as usize],
         };
         // TA-Lib divides by 2 for shadows and by 1 otherwise; halving is exact and dividing by one
