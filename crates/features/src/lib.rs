@@ -10,7 +10,7 @@ pub mod ticks;
 use std::collections::VecDeque;
 
 use kernels::*;
-use quantpipe_core::parallel::{map_in_parallel, workers_for};
+use quantpipe_core::parallel::{map_balanced, workers_for};
 use quantpipe_core::Bars;
 use serde::{Deserialize, Serialize};
 
@@ -984,7 +984,13 @@ pub fn compute(set: &FeatureSet, bars: &Bars) -> FeatureFrame {
 /// [`compute`] over `threads` threads: each indicator's kernel runs over every bar on one thread
 /// (indicators are independent), so the frame is the same whatever the thread count.
 pub fn compute_with_threads(set: &FeatureSet, bars: &Bars, threads: usize) -> FeatureFrame {
-    let per_indicator = map_in_parallel(&set.features, threads, |_, feature| feature.kernel().run(bars));
+    // Output count as the cost estimate: the candlestick set (13 outputs) starts first, not last.
+    let per_indicator = map_balanced(
+        &set.features,
+        threads,
+        |feature| feature.outputs().len() as u64,
+        |_, feature| feature.kernel().run(bars),
+    );
     FeatureFrame {
         ts: quantpipe_core::memory::copy_column(&bars.ts),
         names: set.columns(),
