@@ -373,17 +373,14 @@ impl MinMax {
     }
 }
 
+/// TA-Lib's true range; selects rather than branches (which term wins is up to the market).
+#[inline]
 fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
-    let mut tr = high - low;
+    let tr = high - low;
     let a = (high - prev_close).abs();
-    if a > tr {
-        tr = a;
-    }
+    let tr = select_unpredictable(a > tr, a, tr);
     let b = (low - prev_close).abs();
-    if b > tr {
-        tr = b;
-    }
-    tr
+    select_unpredictable(b > tr, b, tr)
 }
 
 macro_rules! single_output_kernel {
@@ -421,7 +418,8 @@ impl Kernel for MultiEma {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
         let e2 = self.emas[1].next(e1);
@@ -443,7 +441,8 @@ impl Kernel for Trix {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
         let e2 = self.emas[1].next(e1);
@@ -556,7 +555,8 @@ impl Kernel for Macd {
     fn width(&self) -> usize {
         3
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let x = bar.close;
@@ -598,7 +598,8 @@ impl Kernel for PriceOsc {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let f = self.fast.next(bar.close);
         let s = self.slow.next(bar.close);
@@ -626,7 +627,8 @@ impl Kernel for Bbands {
     fn width(&self) -> usize {
         5
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.sma.next(bar.close);
         let var = self.var.next(bar.close);
@@ -654,7 +656,8 @@ impl Kernel for StdDev {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let v = self.var.next(bar.close);
         out[0] = if v.is_nan() {
@@ -688,7 +691,8 @@ impl Kernel for Atr {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         if self.prev_close.is_nan() {
@@ -747,7 +751,8 @@ impl Kernel for Dmi {
     fn width(&self) -> usize {
         3
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let Some((ph, pl, pc)) = self.prev else {
@@ -757,8 +762,8 @@ impl Kernel for Dmi {
         self.prev = Some((bar.high, bar.low, bar.close));
         let diff_p = bar.high - ph;
         let diff_m = pl - bar.low;
-        let pdm = if diff_p > 0.0 && diff_p > diff_m { diff_p } else { 0.0 };
-        let mdm = if diff_m > 0.0 && diff_m > diff_p { diff_m } else { 0.0 };
+        let pdm = select_unpredictable(diff_p > 0.0 && diff_p > diff_m, diff_p, 0.0);
+        let mdm = select_unpredictable(diff_m > 0.0 && diff_m > diff_p, diff_m, 0.0);
         let tr = true_range(bar.high, bar.low, pc);
         let n = self.n as f64;
         self.seen += 1;
@@ -812,7 +817,8 @@ impl Kernel for Stoch {
     fn width(&self) -> usize {
         2
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let Some(((hh, _), (ll, _))) = self.range.next(bar.high, bar.low) else { return };
@@ -838,7 +844,8 @@ impl Kernel for Willr {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = match self.range.next(bar.high, bar.low) {
             None => f64::NAN,
@@ -889,7 +896,8 @@ impl Kernel for Cci {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let tp = (bar.high + bar.low + bar.close) / 3.0;
         if self.buffer.len() < self.n {
@@ -930,7 +938,8 @@ impl Kernel for Change {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let Some(old) = self.earlier.push(bar.close) else {
             out[0] = f64::NAN;
@@ -954,13 +963,17 @@ impl Kernel for Obv {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let obv = match self.prev {
             None => bar.volume,
-            Some((pc, obv)) if bar.close > pc => obv + bar.volume,
-            Some((pc, obv)) if bar.close < pc => obv - bar.volume,
-            Some((_, obv)) => obv,
+            // Both candidates computed, one selected: the close's direction is not predictable.
+            Some((pc, obv)) => select_unpredictable(
+                bar.close > pc,
+                obv + bar.volume,
+                select_unpredictable(bar.close < pc, obv - bar.volume, obv),
+            ),
         };
         self.prev = Some((bar.close, obv));
         out[0] = obv;
@@ -984,7 +997,8 @@ impl Kernel for Ad {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
         out[0] = self.ad;
@@ -1006,7 +1020,8 @@ impl Kernel for Adosc {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
         if self.seen == 0 {
@@ -1037,7 +1052,8 @@ impl Kernel for Mfi {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let tp = (bar.high + bar.low + bar.close) / 3.0;
@@ -1084,7 +1100,8 @@ impl Kernel for Ultosc {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         if self.prev_close.is_nan() {
@@ -1133,7 +1150,8 @@ impl Kernel for LogReturn {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let Some(old) = self.earlier.push(bar.close) else {
             out[0] = f64::NAN;
@@ -1153,7 +1171,8 @@ impl Kernel for RealizedVol {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let prev = std::mem::replace(&mut self.prev, bar.close);
@@ -1183,7 +1202,8 @@ impl Kernel for Kama {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let x = bar.close;
@@ -1232,7 +1252,8 @@ impl Kernel for Adxr {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mut d = [f64::NAN; 3];
         self.dmi.update(bar, &mut d);
@@ -1259,7 +1280,8 @@ impl Kernel for Mid {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let (h, l) = if self.use_close { (bar.close, bar.close) } else { (bar.high, bar.low) };
         out[0] = match self.range.next(h, l) {
@@ -1275,7 +1297,8 @@ impl Kernel for BarPrices {
     fn width(&self) -> usize {
         4
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let range = b.high - b.low;
         out[0] = if is_zero_or_neg(range) { 0.0 } else { (b.close - b.open) / range };
@@ -1295,7 +1318,8 @@ impl Kernel for Keltner {
     fn width(&self) -> usize {
         3
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.ema.next(bar.close);
         let mut atr = [f64::NAN];
@@ -1318,7 +1342,8 @@ impl Kernel for Donchian {
     fn width(&self) -> usize {
         3
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         match self.range.next(bar.high, bar.low) {
             Some(((hh, _), (ll, _))) => {
@@ -1341,7 +1366,8 @@ impl Kernel for RollingVwap {
     fn width(&self) -> usize {
         2
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tp = (b.high + b.low + b.close) / 3.0;
         out.fill(f64::NAN);
@@ -1372,7 +1398,8 @@ impl Kernel for SessionVwap {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
         if day != self.day {
@@ -1404,7 +1431,8 @@ impl Kernel for ZScore {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let x = if self.input == ZInput::Close { b.close } else { b.volume };
         out[0] = f64::NAN;
@@ -1428,7 +1456,8 @@ impl Kernel for RangeVol {
     fn width(&self) -> usize {
         2
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let valid = b.high > 0.0 && b.low > 0.0 && b.open > 0.0 && b.close > 0.0;
         let hl = if valid { (b.high / b.low).ln() } else { f64::NAN };
@@ -1456,7 +1485,8 @@ impl Kernel for ReturnMoments {
     fn width(&self) -> usize {
         2
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let prev = std::mem::replace(&mut self.prev, b.close);
@@ -1495,7 +1525,8 @@ impl Kernel for Calendar {
     fn width(&self) -> usize {
         4
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tau = std::f64::consts::TAU;
         let ms_of_day = b.ts.rem_euclid(86_400_000) as f64;
@@ -1528,7 +1559,8 @@ impl Kernel for Ichimoku {
     fn width(&self) -> usize {
         4
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mid = |r: Option<((f64, usize), (f64, usize))>| r.map_or(f64::NAN, |((h, _), (l, _))| (h + l) / 2.0);
         let t = mid(self.tenkan.next(b.high, b.low));
@@ -1561,7 +1593,8 @@ impl Kernel for Pivots {
     fn width(&self) -> usize {
         11
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
         if day != self.day {
@@ -1615,7 +1648,8 @@ impl Kernel for Swings {
     fn width(&self) -> usize {
         4
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         self.window.push_back((b.high, b.low));
         if self.window.len() > 2 * self.k + 1 {
@@ -1694,7 +1728,8 @@ impl Kernel for HigherTimeframe {
     fn width(&self) -> usize {
         self.width
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         if let Some(prev) = self.last_ts {
             let d = b.ts - prev;
@@ -1736,7 +1771,8 @@ impl Kernel for T3 {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mut x = b.close;
         out[0] = f64::NAN;
@@ -1775,7 +1811,8 @@ impl Kernel for StochRsi {
     fn width(&self) -> usize {
         2
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
         let mut r = [f64::NAN];
@@ -1813,7 +1850,8 @@ impl Kernel for Sar {
     fn width(&self) -> usize {
         1
     }
-    #[inline]
+    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
+    #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
         let accel = self.accel.min(self.max);
