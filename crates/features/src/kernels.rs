@@ -373,6 +373,70 @@ impl MinMax {
     }
 }
 
+/// Highest and lowest of the last `n` values, values only (no ages): [`MinMax`]'s block algorithm
+/// with plain `max`/`min` in place of (value, index) selects, for the kernels that never read where
+/// the extreme was. Inputs must not be NaN.
+#[derive(Debug, Clone)]
+pub struct RollingExtremes {
+    n: usize,
+    i: usize,
+    offset: usize,
+    block_high: Vec<f64>,
+    block_low: Vec<f64>,
+    suffix_high: Vec<f64>,
+    suffix_low: Vec<f64>,
+    prefix_high: f64,
+    prefix_low: f64,
+}
+
+impl RollingExtremes {
+    pub fn new(n: usize) -> RollingExtremes {
+        let n = n.max(1);
+        RollingExtremes {
+            n,
+            i: 0,
+            offset: 0,
+            block_high: vec![0.0; n],
+            block_low: vec![0.0; n],
+            suffix_high: vec![0.0; n],
+            suffix_low: vec![0.0; n],
+            prefix_high: f64::NEG_INFINITY,
+            prefix_low: f64::INFINITY,
+        }
+    }
+
+    /// Pushes the next high and low; returns (highest, lowest) of the last `n` once `n` are seen.
+    #[inline]
+    pub fn next(&mut self, high: f64, low: f64) -> Option<(f64, f64)> {
+        let (i, offset) = (self.i, self.offset);
+        self.i += 1;
+        self.offset = if offset + 1 == self.n { 0 } else { offset + 1 };
+        self.block_high[offset] = high;
+        self.block_low[offset] = low;
+        if offset == 0 {
+            self.prefix_high = high;
+            self.prefix_low = low;
+        } else {
+            self.prefix_high = self.prefix_high.max(high);
+            self.prefix_low = self.prefix_low.min(low);
+        }
+        if offset == self.n - 1 {
+            let last = self.n - 1;
+            self.suffix_high[last] = self.block_high[last];
+            self.suffix_low[last] = self.block_low[last];
+            for j in (0..last).rev() {
+                self.suffix_high[j] = self.block_high[j].max(self.suffix_high[j + 1]);
+                self.suffix_low[j] = self.block_low[j].min(self.suffix_low[j + 1]);
+            }
+            return Some((self.prefix_high, self.prefix_low));
+        }
+        if i + 1 < self.n {
+            return None;
+        }
+        Some((self.prefix_high.max(self.suffix_high[offset + 1]), self.prefix_low.min(self.suffix_low[offset + 1])))
+    }
+}
+
 /// TA-Lib's true range; selects rather than branches (which term wins is up to the market).
 #[inline]
 fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
@@ -809,7 +873,7 @@ impl Kernel for Dmi {
 /// Stochastic: fast %K over `k` bars, slow %K = SMA(slow_k) of it, %D = SMA(d) of slow %K.
 /// Outputs: slow %K, slow %D.
 pub struct Stoch {
-    pub range: MinMax,
+    pub range: RollingExtremes,
     pub slow_k: Sma,
     pub slow_d: Sma,
 }
@@ -821,7 +885,7 @@ impl Kernel for Stoch {
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
-        let Some(((hh, _), (ll, _))) = self.range.next(bar.high, bar.low) else { return };
+        let Some((hh, ll)) = self.range.next(bar.high, bar.low) else { return };
         let diff = (hh - ll) / 100.0;
         let fast_k = if diff != 0.0 { (bar.close - ll) / diff } else { 0.0 };
         let k = self.slow_k.next(fast_k);
@@ -838,7 +902,7 @@ impl Kernel for Stoch {
 
 /// Williams %R over `n` bars.
 pub struct Willr {
-    pub range: MinMax,
+    pub range: RollingExtremes,
 }
 impl Kernel for Willr {
     fn width(&self) -> usize {
@@ -849,7 +913,7 @@ impl Kernel for Willr {
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = match self.range.next(bar.high, bar.low) {
             None => f64::NAN,
-            Some(((hh, _), (ll, _))) => {
+            Some((hh, ll)) => {
                 let diff = (hh - ll) / -100.0;
                 if diff != 0.0 {
                     (hh - bar.close) / diff
@@ -1273,7 +1337,7 @@ impl Kernel for Adxr {
 
 /// MIDPOINT (close) or MIDPRICE (high/low): (highest + lowest) / 2 over `n` bars.
 pub struct Mid {
-    pub range: MinMax,
+    pub range: RollingExtremes,
     pub use_close: bool,
 }
 impl Kernel for Mid {
@@ -1285,7 +1349,7 @@ impl Kernel for Mid {
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let (h, l) = if self.use_close { (bar.close, bar.close) } else { (bar.high, bar.low) };
         out[0] = match self.range.next(h, l) {
-            Some(((hh, _), (ll, _))) => (hh + ll) / 2.0,
+            Some((hh, ll)) => (hh + ll) / 2.0,
             None => f64::NAN,
         };
     }
@@ -1336,7 +1400,7 @@ impl Kernel for Keltner {
 
 /// Donchian channel: highest high and lowest low of the last `n` bars. Outputs: upper, middle, lower.
 pub struct Donchian {
-    pub range: MinMax,
+    pub range: RollingExtremes,
 }
 impl Kernel for Donchian {
     fn width(&self) -> usize {
@@ -1346,7 +1410,7 @@ impl Kernel for Donchian {
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         match self.range.next(bar.high, bar.low) {
-            Some(((hh, _), (ll, _))) => {
+            Some((hh, ll)) => {
                 out[0] = hh;
                 out[1] = (hh + ll) / 2.0;
                 out[2] = ll;
@@ -1549,9 +1613,9 @@ impl Kernel for Calendar {
 /// chikou span (the close plotted 26 bars back) would look forward and does not exist here.
 /// Outputs: tenkan, kijun, senkou_a, senkou_b.
 pub struct Ichimoku {
-    pub tenkan: MinMax,
-    pub kijun: MinMax,
-    pub senkou: MinMax,
+    pub tenkan: RollingExtremes,
+    pub kijun: RollingExtremes,
+    pub senkou: RollingExtremes,
     pub shift: usize,
     pub pending: VecDeque<(f64, f64)>,
 }
@@ -1562,7 +1626,7 @@ impl Kernel for Ichimoku {
     // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
-        let mid = |r: Option<((f64, usize), (f64, usize))>| r.map_or(f64::NAN, |((h, _), (l, _))| (h + l) / 2.0);
+        let mid = |r: Option<(f64, f64)>| r.map_or(f64::NAN, |(h, l)| (h + l) / 2.0);
         let t = mid(self.tenkan.next(b.high, b.low));
         let k = mid(self.kijun.next(b.high, b.low));
         let s = mid(self.senkou.next(b.high, b.low));
@@ -1804,7 +1868,7 @@ impl Kernel for T3 {
 /// Stochastic RSI: fast %K of the RSI over `fastk` RSI values, and its `fastd` SMA. Outputs: k, d.
 pub struct StochRsi {
     pub rsi: GainLoss,
-    pub range: MinMax,
+    pub range: RollingExtremes,
     pub fast_d: Sma,
 }
 impl Kernel for StochRsi {
@@ -1820,7 +1884,7 @@ impl Kernel for StochRsi {
         if r[0].is_nan() {
             return;
         }
-        let Some(((hh, _), (ll, _))) = self.range.next(r[0], r[0]) else { return };
+        let Some((hh, ll)) = self.range.next(r[0], r[0]) else { return };
         let diff = (hh - ll) / 100.0;
         let k = if !is_zero(diff) { (r[0] - ll) / diff } else { 0.0 };
         let d = self.fast_d.next(k);
@@ -1935,8 +1999,10 @@ mod textbook {
         let lows: Vec<f64> = (0..500).map(|_| -next()).collect();
         for n in [1, 2, 3, 5, 14, 26] {
             let mut mm = MinMax::new(n);
+            let mut values_only = RollingExtremes::new(n);
             for i in 0..highs.len() {
                 let got = mm.next(highs[i], lows[i]);
+                assert_eq!(values_only.next(highs[i], lows[i]), got.map(|((h, _), (l, _))| (h, l)));
                 if i + 1 < n {
                     assert_eq!(got, None);
                     continue;
@@ -1993,7 +2059,7 @@ mod textbook {
 
     #[test]
     fn donchian_is_the_range_of_the_last_n_bars() {
-        let out = run(&mut Donchian { range: MinMax::new(3) }, &bars());
+        let out = run(&mut Donchian { range: RollingExtremes::new(3) }, &bars());
         assert!(out[1][0].is_nan());
         assert_eq!(out[2], vec![12.0, 9.5, 7.0]);
         assert_eq!(out[3], vec![13.0, 10.0, 7.0]);
@@ -2027,9 +2093,9 @@ mod textbook {
     #[test]
     fn ichimoku_spans_come_from_earlier_bars_only() {
         let mut k = Ichimoku {
-            tenkan: MinMax::new(1),
-            kijun: MinMax::new(2),
-            senkou: MinMax::new(2),
+            tenkan: RollingExtremes::new(1),
+            kijun: RollingExtremes::new(2),
+            senkou: RollingExtremes::new(2),
             shift: 2,
             pending: VecDeque::new(),
         };

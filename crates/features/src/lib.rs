@@ -743,9 +743,9 @@ impl Indicator {
             Indicator::Trange => Box::new(Atr::new(1, 0)),
             Indicator::Dmi { period } => Box::new(Dmi::new(period)),
             Indicator::Stoch { fastk, slowk, slowd } => {
-                Box::new(Stoch { range: MinMax::new(fastk), slow_k: Sma::new(slowk), slow_d: Sma::new(slowd) })
+                Box::new(Stoch { range: RollingExtremes::new(fastk), slow_k: Sma::new(slowk), slow_d: Sma::new(slowd) })
             }
-            Indicator::Willr { period } => Box::new(Willr { range: MinMax::new(period) }),
+            Indicator::Willr { period } => Box::new(Willr { range: RollingExtremes::new(period) }),
             Indicator::Aroon { period } => Box::new(Aroon { n: period, range: MinMax::new(period + 1) }),
             Indicator::Cci { period } => Box::new(Cci { n: period, buffer: Vec::new(), next: 0, seen: 0 }),
             Indicator::Mom { period } => Box::new(Change { earlier: DelayLine::new(period), percent: false }),
@@ -777,13 +777,13 @@ impl Indicator {
                 Box::new(Kama { n: period, window: VecDeque::new(), sum_roc: 0.0, kama: 0.0 })
             }
             Indicator::Adxr { period } => Box::new(Adxr { dmi: Dmi::new(period), adx: VecDeque::new(), n: period }),
-            Indicator::Midpoint { period } => Box::new(Mid { range: MinMax::new(period), use_close: true }),
-            Indicator::Midprice { period } => Box::new(Mid { range: MinMax::new(period), use_close: false }),
+            Indicator::Midpoint { period } => Box::new(Mid { range: RollingExtremes::new(period), use_close: true }),
+            Indicator::Midprice { period } => Box::new(Mid { range: RollingExtremes::new(period), use_close: false }),
             Indicator::BarPrices => Box::new(BarPrices),
             Indicator::Keltner { period, mult } => {
                 Box::new(Keltner { ema: Ema::new(period), atr: Atr::new(period, 1), mult })
             }
-            Indicator::Donchian { period } => Box::new(Donchian { range: MinMax::new(period) }),
+            Indicator::Donchian { period } => Box::new(Donchian { range: RollingExtremes::new(period) }),
             Indicator::Vwap { period } => Box::new(RollingVwap { n: period, window: Rolling::new(period) }),
             Indicator::SessionVwap => Box::new(SessionVwap { day: i64::MIN, pv: 0.0, v: 0.0 }),
             Indicator::Zscore { period } => {
@@ -827,7 +827,7 @@ impl Indicator {
             }
             Indicator::StochRsi { period, fastk, fastd } => Box::new(StochRsi {
                 rsi: GainLoss::new(period, false),
-                range: MinMax::new(fastk),
+                range: RollingExtremes::new(fastk),
                 fast_d: Sma::new(fastd),
             }),
             Indicator::Pivots => Box::new(Pivots { day: i64::MIN, current: None, previous: None }),
@@ -836,9 +836,9 @@ impl Indicator {
             }
             Indicator::Candles => Box::new(candles::PatternSet::new(&candles::Pattern::ALL)),
             Indicator::Ichimoku { tenkan, kijun, senkou } => Box::new(Ichimoku {
-                tenkan: MinMax::new(tenkan),
-                kijun: MinMax::new(kijun),
-                senkou: MinMax::new(senkou),
+                tenkan: RollingExtremes::new(tenkan),
+                kijun: RollingExtremes::new(kijun),
+                senkou: RollingExtremes::new(senkou),
                 shift: kijun,
                 pending: VecDeque::new(),
             }),
