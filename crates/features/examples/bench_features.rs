@@ -82,8 +82,8 @@ fn main() {
             let mut rows = Vec::new();
             // QUANTPIPE_BENCH_ONLY=stddev times only the indicators whose outputs contain that text.
             let only = std::env::var("QUANTPIPE_BENCH_ONLY").unwrap_or_default();
-            // QUANTPIPE_BENCH_SET=standard times every indicator of the standard set instead.
-            let set = if std::env::var("QUANTPIPE_BENCH_SET").as_deref() == Ok("standard") {
+            // QUANTPIPE_BENCH_PER_SET=standard times every indicator of the standard set instead.
+            let set = if std::env::var("QUANTPIPE_BENCH_PER_SET").as_deref() == Ok("standard") {
                 FeatureSet::standard()
             } else {
                 talib_subset()
