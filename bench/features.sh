@@ -31,6 +31,7 @@ q, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 q.update(t)
 q["speedup_talib_covered"] = round(t["talib_s"] / q["quantpipe_talib_covered_s"], 2)
 q["speedup_talib_covered_all_cores"] = round(t["talib_s"] / q["quantpipe_talib_covered_all_cores_s"], 2)
+q["speedup_talib_covered_first_rounds"] = round(t["talib_first_s"] / q["quantpipe_talib_covered_first_s"], 2)
 print(json.dumps(q, indent=2))
 PY
 echo "each TA-Lib-covered indicator alone, one thread, best of 3 (slowest relative to TA-Lib first):"

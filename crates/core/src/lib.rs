@@ -3,7 +3,6 @@
 
 pub mod bars;
 pub mod calendar;
-pub mod memory;
 pub mod parallel;
 pub mod preprocess;
 pub mod scope;

@@ -115,7 +115,7 @@ pub trait Kernel: Send {
     fn run(&mut self, bars: &quantpipe_core::Bars) -> Vec<Vec<f64>> {
         let n = bars.len();
         let width = self.width();
-        let mut columns: Vec<Vec<f64>> = (0..width).map(|_| quantpipe_core::memory::column_with_capacity(n)).collect();
+        let mut columns: Vec<Vec<f64>> = (0..width).map(|_| Vec::with_capacity(n)).collect();
         let mut out = vec![f64::NAN; width];
         for i in 0..n {
             self.update(&Bar::at(bars, i), &mut out);

@@ -991,11 +991,7 @@ pub fn compute_with_threads(set: &FeatureSet, bars: &Bars, threads: usize) -> Fe
         |feature| feature.outputs().len() as u64,
         |_, feature| feature.kernel().run(bars),
     );
-    FeatureFrame {
-        ts: quantpipe_core::memory::copy_column(&bars.ts),
-        names: set.columns(),
-        columns: per_indicator.into_iter().flatten().collect(),
-    }
+    FeatureFrame { ts: bars.ts.clone(), names: set.columns(), columns: per_indicator.into_iter().flatten().collect() }
 }
 
 /// `compute` for many series at once, spread over `threads` OS threads (the machine's core count
