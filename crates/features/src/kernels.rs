@@ -289,16 +289,54 @@ impl Var {
     }
 }
 
-/// An extreme and the stream index where it occurred.
-type Extreme = (f64, usize);
+/// What a rolling-extremes window keeps of an extreme: its value alone, or its value and the
+/// stream index where it occurred (for ages, as Aroon needs).
+pub trait Extremum: Copy {
+    fn at(value: f64, index: usize) -> Self;
+    /// The higher of a later and an earlier extreme; the later one on ties.
+    fn higher(later: Self, earlier: Self) -> Self;
+    /// The lower of a later and an earlier extreme; the later one on ties.
+    fn lower(later: Self, earlier: Self) -> Self;
+}
 
-/// Highest and lowest of the last `n` values, O(1) amortised and without data-dependent loops
-/// (van Herk / Gil-Werman): the stream is cut into blocks of `n`; a window is the tail of the
-/// previous block (whose suffix extremes are computed once, when that block completes) plus the
+impl Extremum for f64 {
+    #[inline(always)]
+    fn at(value: f64, _index: usize) -> f64 {
+        value
+    }
+    #[inline(always)]
+    fn higher(later: f64, earlier: f64) -> f64 {
+        later.max(earlier)
+    }
+    #[inline(always)]
+    fn lower(later: f64, earlier: f64) -> f64 {
+        later.min(earlier)
+    }
+}
+
+impl Extremum for (f64, usize) {
+    #[inline(always)]
+    fn at(value: f64, index: usize) -> (f64, usize) {
+        (value, index)
+    }
+    // Selects, not branches: which bar holds the extreme is up to the market.
+    #[inline(always)]
+    fn higher(later: (f64, usize), earlier: (f64, usize)) -> (f64, usize) {
+        select_unpredictable(later.0 >= earlier.0, later, earlier)
+    }
+    #[inline(always)]
+    fn lower(later: (f64, usize), earlier: (f64, usize)) -> (f64, usize) {
+        select_unpredictable(later.0 <= earlier.0, later, earlier)
+    }
+}
+
+/// Highest and lowest of the last `n` values, O(1) amortised and without data-dependent loops or
+/// branches (van Herk / Gil-Werman): the stream is cut into blocks of `n`; a window is the tail of
+/// the previous block (whose suffix extremes are computed once, when that block completes) plus the
 /// head of the current block (a running prefix extreme). Ties keep the most recent index, as
 /// TA-Lib's scans do. Inputs must not be NaN (kernels feed validated prices or defined values).
 #[derive(Debug, Clone)]
-pub struct MinMax {
+pub struct Extremes<E> {
     n: usize,
     i: usize,
     /// `i % n`, kept as a counter (a division per bar costs more than the rest of the update).
@@ -306,134 +344,90 @@ pub struct MinMax {
     block_high: Vec<f64>,
     block_low: Vec<f64>,
     /// Suffix extremes of the last completed block: `suffix_high[j]` is the highest of offsets j..n.
-    suffix_high: Vec<Extreme>,
-    suffix_low: Vec<Extreme>,
+    suffix_high: Vec<E>,
+    suffix_low: Vec<E>,
     /// Extremes of the current block so far.
-    prefix_high: Extreme,
-    prefix_low: Extreme,
+    prefix_high: E,
+    prefix_low: E,
 }
 
-impl MinMax {
-    pub fn new(n: usize) -> MinMax {
+/// Rolling extremes with their ages.
+pub type MinMax = Extremes<(f64, usize)>;
+/// Rolling extremes, values only, for the kernels that never read where an extreme was.
+pub type RollingExtremes = Extremes<f64>;
+
+impl<E: Extremum> Extremes<E> {
+    pub fn new(n: usize) -> Extremes<E> {
         let n = n.max(1);
-        MinMax {
+        let none = E::at(0.0, 0);
+        Extremes {
             n,
             i: 0,
             offset: 0,
             block_high: vec![0.0; n],
             block_low: vec![0.0; n],
-            suffix_high: vec![(0.0, 0); n],
-            suffix_low: vec![(0.0, 0); n],
-            prefix_high: (0.0, 0),
-            prefix_low: (0.0, 0),
+            suffix_high: vec![none; n],
+            suffix_low: vec![none; n],
+            prefix_high: none,
+            prefix_low: none,
         }
     }
 
-    /// Pushes the next high and low; returns ((highest, its age), (lowest, its age)) once `n` are seen.
+    /// Pushes the next high and low; the (highest, lowest) of the last `n` once `n` are seen.
     #[inline]
-    pub fn next(&mut self, high: f64, low: f64) -> Option<((f64, usize), (f64, usize))> {
-        let (i, offset) = (self.i, self.offset);
-        self.i += 1;
-        self.offset = if offset + 1 == self.n { 0 } else { offset + 1 };
-        self.block_high[offset] = high;
-        self.block_low[offset] = low;
-        // Selects, not branches: whether a bar makes a new extreme is up to the market.
-        let fresh = offset == 0;
-        self.prefix_high = select_unpredictable(fresh || high >= self.prefix_high.0, (high, i), self.prefix_high);
-        self.prefix_low = select_unpredictable(fresh || low <= self.prefix_low.0, (low, i), self.prefix_low);
-        let (hi, lo) = if offset == self.n - 1 {
-            self.complete_block(i + 1 - self.n);
-            (self.prefix_high, self.prefix_low)
-        } else if i + 1 < self.n {
-            return None;
-        } else {
-            // The window starts at offset + 1 of the previous block; on ties the current (later) block wins.
-            let (sh, sl) = (self.suffix_high[offset + 1], self.suffix_low[offset + 1]);
-            (
-                select_unpredictable(self.prefix_high.0 >= sh.0, self.prefix_high, sh),
-                select_unpredictable(self.prefix_low.0 <= sl.0, self.prefix_low, sl),
-            )
-        };
-        Some(((hi.0, i - hi.1), (lo.0, i - lo.1)))
-    }
-
-    /// The block starting at stream index `base` is complete: its suffix extremes, right to left,
-    /// keeping the later index on ties.
-    fn complete_block(&mut self, base: usize) {
-        let last = self.n - 1;
-        self.suffix_high[last] = (self.block_high[last], base + last);
-        self.suffix_low[last] = (self.block_low[last], base + last);
-        for j in (0..last).rev() {
-            let (h, l) = (self.block_high[j], self.block_low[j]);
-            self.suffix_high[j] =
-                select_unpredictable(h > self.suffix_high[j + 1].0, (h, base + j), self.suffix_high[j + 1]);
-            self.suffix_low[j] =
-                select_unpredictable(l < self.suffix_low[j + 1].0, (l, base + j), self.suffix_low[j + 1]);
-        }
-    }
-}
-
-/// Highest and lowest of the last `n` values, values only (no ages): [`MinMax`]'s block algorithm
-/// with plain `max`/`min` in place of (value, index) selects, for the kernels that never read where
-/// the extreme was. Inputs must not be NaN.
-#[derive(Debug, Clone)]
-pub struct RollingExtremes {
-    n: usize,
-    i: usize,
-    offset: usize,
-    block_high: Vec<f64>,
-    block_low: Vec<f64>,
-    suffix_high: Vec<f64>,
-    suffix_low: Vec<f64>,
-    prefix_high: f64,
-    prefix_low: f64,
-}
-
-impl RollingExtremes {
-    pub fn new(n: usize) -> RollingExtremes {
-        let n = n.max(1);
-        RollingExtremes {
-            n,
-            i: 0,
-            offset: 0,
-            block_high: vec![0.0; n],
-            block_low: vec![0.0; n],
-            suffix_high: vec![0.0; n],
-            suffix_low: vec![0.0; n],
-            prefix_high: f64::NEG_INFINITY,
-            prefix_low: f64::INFINITY,
-        }
-    }
-
-    /// Pushes the next high and low; returns (highest, lowest) of the last `n` once `n` are seen.
-    #[inline]
-    pub fn next(&mut self, high: f64, low: f64) -> Option<(f64, f64)> {
+    fn push(&mut self, high: f64, low: f64) -> Option<(E, E)> {
         let (i, offset) = (self.i, self.offset);
         self.i += 1;
         self.offset = if offset + 1 == self.n { 0 } else { offset + 1 };
         self.block_high[offset] = high;
         self.block_low[offset] = low;
         if offset == 0 {
-            self.prefix_high = high;
-            self.prefix_low = low;
+            self.prefix_high = E::at(high, i);
+            self.prefix_low = E::at(low, i);
         } else {
-            self.prefix_high = self.prefix_high.max(high);
-            self.prefix_low = self.prefix_low.min(low);
+            self.prefix_high = E::higher(E::at(high, i), self.prefix_high);
+            self.prefix_low = E::lower(E::at(low, i), self.prefix_low);
         }
         if offset == self.n - 1 {
-            let last = self.n - 1;
-            self.suffix_high[last] = self.block_high[last];
-            self.suffix_low[last] = self.block_low[last];
-            for j in (0..last).rev() {
-                self.suffix_high[j] = self.block_high[j].max(self.suffix_high[j + 1]);
-                self.suffix_low[j] = self.block_low[j].min(self.suffix_low[j + 1]);
-            }
+            self.complete_block(i + 1 - self.n);
             return Some((self.prefix_high, self.prefix_low));
         }
         if i + 1 < self.n {
             return None;
         }
-        Some((self.prefix_high.max(self.suffix_high[offset + 1]), self.prefix_low.min(self.suffix_low[offset + 1])))
+        // The window starts at offset + 1 of the previous block; on ties the current (later) block wins.
+        let (sh, sl) = (self.suffix_high[offset + 1], self.suffix_low[offset + 1]);
+        Some((E::higher(self.prefix_high, sh), E::lower(self.prefix_low, sl)))
+    }
+
+    /// The block starting at stream index `base` is complete: its suffix extremes, right to left,
+    /// keeping the later index on ties.
+    fn complete_block(&mut self, base: usize) {
+        let last = self.n - 1;
+        self.suffix_high[last] = E::at(self.block_high[last], base + last);
+        self.suffix_low[last] = E::at(self.block_low[last], base + last);
+        for j in (0..last).rev() {
+            let (h, l) = (E::at(self.block_high[j], base + j), E::at(self.block_low[j], base + j));
+            self.suffix_high[j] = E::higher(self.suffix_high[j + 1], h);
+            self.suffix_low[j] = E::lower(self.suffix_low[j + 1], l);
+        }
+    }
+}
+
+impl MinMax {
+    /// Pushes the next high and low; returns ((highest, its age), (lowest, its age)) once `n` are seen.
+    #[inline]
+    pub fn next(&mut self, high: f64, low: f64) -> Option<((f64, usize), (f64, usize))> {
+        let i = self.i;
+        self.push(high, low).map(|((hv, hi), (lv, li))| ((hv, i - hi), (lv, i - li)))
+    }
+}
+
+impl RollingExtremes {
+    /// Pushes the next high and low; returns (highest, lowest) of the last `n` once `n` are seen.
+    #[inline]
+    pub fn next(&mut self, high: f64, low: f64) -> Option<(f64, f64)> {
+        self.push(high, low)
     }
 }
 
