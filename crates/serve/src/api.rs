@@ -62,6 +62,12 @@ impl ApiError {
     fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
+
+    /// The same error with its message saying which part of the request it is about.
+    fn prefixed(mut self, at: &str) -> ApiError {
+        self.message = format!("{at}{}", self.message);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -218,8 +224,11 @@ pub struct BarsResponse {
 pub struct BatchRequest {
     pub model_name: String,
     /// Rows, each an array in the model's order or an object of name → value.
-    #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<FeatureInput>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rows: Option<Vec<FeatureInput>>,
+    /// Or symbols: one prediction per symbol from its latest live features (bars pushed with
+    /// `POST /bars`), all answered by the same version.
+    pub symbols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -567,8 +576,8 @@ fn caller_key(headers: &HeaderMap) -> Option<&str> {
 pub enum Inputs<'a> {
     /// Rows sent as JSON (arrays or name → value objects).
     Json(&'a [FeatureInput]),
-    /// The latest live features of a symbol.
-    Live(&'a LiveSnapshot),
+    /// The latest live features of symbols, one row each.
+    Live(&'a [LiveSnapshot]),
 }
 
 /// A symbol's live features at the moment the request read them.
@@ -588,7 +597,7 @@ impl Inputs<'_> {
     fn len(&self) -> usize {
         match self {
             Inputs::Json(rows) => rows.len(),
-            Inputs::Live(_) => 1,
+            Inputs::Live(snapshots) => snapshots.len(),
         }
     }
 
@@ -603,7 +612,19 @@ impl Inputs<'_> {
                     feature_row(model, input, &at)
                 })
                 .collect(),
-            Inputs::Live(snapshot) => live_row(model, snapshot).map(|row| vec![row]),
+            Inputs::Live(snapshots) => snapshots
+                .iter()
+                .enumerate()
+                .map(|(i, snapshot)| {
+                    live_row(model, snapshot).map_err(|e| {
+                        if snapshots.len() == 1 {
+                            e
+                        } else {
+                            e.prefixed(&format!("symbols[{i}] ({}): ", snapshot.symbol))
+                        }
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -611,7 +632,7 @@ impl Inputs<'_> {
     fn feature(&self, i: usize, name: &str) -> Option<f64> {
         match self {
             Inputs::Json(inputs) => inputs[i].get(name),
-            Inputs::Live(snapshot) => snapshot.live.column(name).map(|c| snapshot.row[c]),
+            Inputs::Live(snapshots) => snapshots[i].live.column(name).map(|c| snapshots[i].row[c]),
         }
     }
 
@@ -619,7 +640,9 @@ impl Inputs<'_> {
     fn logged(&self, i: usize) -> serde_json::Value {
         match self {
             Inputs::Json(inputs) => inputs[i].to_json(),
-            Inputs::Live(snapshot) => serde_json::json!({ "symbol": snapshot.symbol, "bar_ts": snapshot.bar_ts }),
+            Inputs::Live(snapshots) => {
+                serde_json::json!({ "symbol": snapshots[i].symbol, "bar_ts": snapshots[i].bar_ts })
+            }
         }
     }
 }
@@ -876,7 +899,7 @@ pub async fn predict(
         }
         (None, Some(symbol)) => {
             snapshot = live_snapshot(&state, symbol)?;
-            Inputs::Live(&snapshot)
+            Inputs::Live(std::slice::from_ref(&snapshot))
         }
         _ => {
             return Err(ApiError::unprocessable(
@@ -895,7 +918,7 @@ pub async fn predict(
     if let Some(caller) = caller_key(&headers) {
         context.insert("caller".into(), caller.into());
     }
-    if let Inputs::Live(snapshot) = &inputs {
+    if let Inputs::Live([snapshot]) = &inputs {
         context.insert("symbol".into(), snapshot.symbol.clone().into());
         context.insert("bar_ts".into(), snapshot.bar_ts.into());
     }
@@ -924,8 +947,8 @@ pub async fn predict(
             route: route.to_string(),
             source: if answered.slot.is_some() { "model" } else { "fallback" }.to_string(),
             bar_ts: match &inputs {
-                Inputs::Live(snapshot) => Some(snapshot.bar_ts),
-                Inputs::Json(_) => None,
+                Inputs::Live([snapshot]) => Some(snapshot.bar_ts),
+                _ => None,
             },
             latency_us,
         },
@@ -1043,35 +1066,61 @@ pub async fn predict_batch(
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Result<JsonResponse<BatchResponse>, ApiError> {
     let started = Instant::now();
-    if request.rows.is_empty() {
-        return Err(ApiError::unprocessable("invalid_request", "rows is empty"));
+    let count = match (&request.rows, &request.symbols) {
+        (Some(rows), None) => rows.len(),
+        (None, Some(symbols)) => symbols.len(),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "give either `rows` (feature rows) or `symbols` (live features of each), not both",
+            ))
+        }
+    };
+    if count == 0 {
+        let field = if request.rows.is_some() { "rows" } else { "symbols" };
+        return Err(ApiError::unprocessable("invalid_request", format!("{field} is empty")));
     }
     let limit = state.settings.max_batch_rows;
-    if request.rows.len() > limit {
+    if count > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!("{} rows in one batch; the limit is {limit} (server.max_batch_rows)", request.rows.len()),
+            format!("{count} rows in one batch; the limit is {limit} (server.max_batch_rows)"),
         ));
     }
+    let snapshots = match &request.symbols {
+        Some(symbols) => symbols
+            .iter()
+            .enumerate()
+            .map(|(i, symbol)| live_snapshot(&state, symbol).map_err(|e| e.prefixed(&format!("symbols[{i}]: "))))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     let endpoint =
         state.endpoints.get(&request.model_name).ok_or_else(|| unknown_model(&state, &request.model_name))?;
     let routes = endpoint.routes();
-    let ids: Vec<(String, u64)> = (0..request.rows.len()).map(|_| state.ids.next()).collect();
+    let ids: Vec<(String, u64)> = (0..count).map(|_| state.ids.next()).collect();
     let route_hash = caller_key(&headers).map_or(ids[0].1, caller_hash);
-    let inputs = Inputs::Json(&request.rows);
+    let inputs = match &request.rows {
+        Some(rows) => Inputs::Json(rows),
+        None => Inputs::Live(&snapshots),
+    };
     let (answered, rows) = answer(&endpoint, &routes, &inputs, route_hash).await?;
     let task = answered.slot.as_ref().map(|s| s.model.task).or(routes.task);
-    let width = answered.outputs.len() / request.rows.len();
+    let width = answered.outputs.len() / count;
     let latency_us = started.elapsed().as_micros() as u64;
     let route = if answered.slot.is_some() { answered.route.as_str() } else { "fallback" };
-    let mut predictions = Vec::with_capacity(request.rows.len());
+    let mut predictions = Vec::with_capacity(count);
     for (i, ((id, _), out)) in ids.iter().zip(answered.outputs.chunks(width.max(1))).enumerate() {
         let (prediction, probability, probabilities, confidence) = shape(task, out);
         let p = Prediction { id: id.clone(), prediction, probability, probabilities, confidence };
         let mut context = serde_json::Map::new();
         if let Some(caller) = caller_key(&headers) {
             context.insert("caller".into(), caller.into());
+        }
+        if let Some(snapshot) = snapshots.get(i) {
+            context.insert("symbol".into(), snapshot.symbol.clone().into());
+            context.insert("bar_ts".into(), snapshot.bar_ts.into());
         }
         if rows.is_empty() {
             context.insert("request".into(), inputs.logged(i));

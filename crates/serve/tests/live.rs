@@ -155,11 +155,44 @@ async fn live_bars_give_the_training_paths_features_and_prediction() {
         client.post("/predict", &json!({"model_name": "direction", "symbol": "BTCUSD", "features": [1.0]})).await;
     assert_eq!((both.status, both.json()["error"]["code"].as_str()), (422, Some("invalid_request")));
 
+    // Many symbols in one call: a second symbol 100 bars behind; each answer is the model's own on
+    // that symbol's latest batch-computed row, bit for bit, in the order asked.
+    let m = n - 100;
+    for start in (0..m).step_by(600) {
+        let pushed = json!({"symbol": "BTCLATE", "bars": bars_json(&bars, start..(start + 600).min(m))});
+        assert_eq!(client.post("/bars", &pushed).await.status, 200);
+    }
+    let batch =
+        client.post("/predict/batch", &json!({"model_name": "direction", "symbols": ["BTCLATE", "BTCUSD"]})).await;
+    assert_eq!(batch.status, 200, "{}", batch.text());
+    let answers = batch.json()["predictions"].as_array().unwrap().clone();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["probability"].as_f64().unwrap(), model.predict(&row_at(m - 1)).unwrap()[0]);
+    assert_eq!(answers[1]["probability"].as_f64().unwrap(), model.predict(&row_at(n)).unwrap()[0]);
+    assert_ne!(answers[0]["probability"], answers[1]["probability"]);
+    // Refusals name the symbol's place in the list; nothing is answered for the others.
+    for (symbols, status, code, says) in [
+        (json!(["BTCUSD", "ETHUSD"]), 422, "warming_up", "symbols[1] (ETHUSD)"),
+        (json!(["BTCUSD", "DOGEUSD"]), 404, "unknown_symbol", "symbols[1]: no bars were pushed for \"DOGEUSD\""),
+        (json!([]), 422, "invalid_request", "symbols is empty"),
+    ] {
+        let reply = client.post("/predict/batch", &json!({"model_name": "direction", "symbols": symbols})).await;
+        assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (status, Some(code)), "{}", reply.text());
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains(says), "{}", reply.text());
+    }
+    let both_kinds = json!({"model_name": "direction", "symbols": ["BTCUSD"], "rows": [row_at(n)]});
+    let reply = client.post("/predict/batch", &both_kinds).await;
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (422, Some("invalid_request")));
+
     // The log records which bar a live prediction used.
     stop.send(()).unwrap();
     handle.await.unwrap();
     let logged = t.registry.predictions(&P, Some("direction"), 1_000).await.unwrap();
     assert!(logged.iter().any(|r| r.inputs["symbol"] == "BTCUSD" && r.inputs["bar_ts"] == bars.ts[n]));
+    let late: Vec<_> = logged.iter().filter(|r| r.inputs["symbol"] == "BTCLATE").collect();
+    assert_eq!(late.len(), 1, "one batch answer for BTCLATE");
+    assert_eq!(late[0].inputs["bar_ts"], bars.ts[m - 1]);
+    assert_eq!(late[0].features.as_deref(), Some(&row_at(m - 1)[..]));
     t.cleanup().await;
 }
 
