@@ -158,7 +158,6 @@ impl Kernel for PatternSet {
         self.patterns.len()
     }
 
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let candle = Candle { o: bar.open, h: bar.high, l: bar.low, c: bar.close };

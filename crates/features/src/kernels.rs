@@ -71,15 +71,6 @@ impl<T: Copy + Default> Rolling<T> {
         let start = self.next + self.n - self.len;
         &self.buf[start..start + self.len]
     }
-    pub fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.as_slice().iter()
-    }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// Σ term(k, values[k]) over eight interleaved partial sums (k mod 8), added pairwise at the end:
@@ -111,7 +102,9 @@ pub trait Kernel: Send {
 
     /// Feeds every bar of `bars` in order and returns one column per output: batch computation.
     /// This default is `update` bar by bar, compiled for each kernel type, so the batch path makes
-    /// no dynamic call per bar and runs exactly the streaming code.
+    /// no dynamic call per bar and runs exactly the streaming code. Most kernels mark `update`
+    /// `#[inline(always)]` so their state stays in registers across bars here; the few measured
+    /// slower that way (Aroon, RSI/CMO) are only `#[inline]`.
     fn run(&mut self, bars: &quantpipe_core::Bars) -> Vec<Vec<f64>> {
         let n = bars.len();
         let width = self.width();
@@ -476,7 +469,6 @@ impl Kernel for MultiEma {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
@@ -499,7 +491,6 @@ impl Kernel for Trix {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let e1 = self.emas[0].next(bar.close);
@@ -613,7 +604,6 @@ impl Kernel for Macd {
     fn width(&self) -> usize {
         3
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
@@ -656,7 +646,6 @@ impl Kernel for PriceOsc {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let f = self.fast.next(bar.close);
@@ -685,7 +674,6 @@ impl Kernel for Bbands {
     fn width(&self) -> usize {
         5
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.sma.next(bar.close);
@@ -714,7 +702,6 @@ impl Kernel for StdDev {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let v = self.var.next(bar.close);
@@ -749,7 +736,6 @@ impl Kernel for Atr {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
@@ -809,7 +795,6 @@ impl Kernel for Dmi {
     fn width(&self) -> usize {
         3
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
@@ -875,7 +860,6 @@ impl Kernel for Stoch {
     fn width(&self) -> usize {
         2
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
@@ -902,7 +886,6 @@ impl Kernel for Willr {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = match self.range.next(bar.high, bar.low) {
@@ -954,7 +937,6 @@ impl Kernel for Cci {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let tp = (bar.high + bar.low + bar.close) / 3.0;
@@ -996,7 +978,6 @@ impl Kernel for Change {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let Some(old) = self.earlier.push(bar.close) else {
@@ -1021,7 +1002,6 @@ impl Kernel for Obv {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let obv = match self.prev {
@@ -1055,7 +1035,6 @@ impl Kernel for Ad {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
@@ -1078,7 +1057,6 @@ impl Kernel for Adosc {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         self.ad += money_flow_multiplier(bar);
@@ -1110,7 +1088,6 @@ impl Kernel for Mfi {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
@@ -1158,7 +1135,6 @@ impl Kernel for Ultosc {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
@@ -1208,7 +1184,6 @@ impl Kernel for LogReturn {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let Some(old) = self.earlier.push(bar.close) else {
@@ -1229,7 +1204,6 @@ impl Kernel for RealizedVol {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
@@ -1260,7 +1234,6 @@ impl Kernel for Kama {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;
@@ -1310,7 +1283,6 @@ impl Kernel for Adxr {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mut d = [f64::NAN; 3];
@@ -1338,7 +1310,6 @@ impl Kernel for Mid {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let (h, l) = if self.use_close { (bar.close, bar.close) } else { (bar.high, bar.low) };
@@ -1355,7 +1326,6 @@ impl Kernel for BarPrices {
     fn width(&self) -> usize {
         4
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let range = b.high - b.low;
@@ -1376,7 +1346,6 @@ impl Kernel for Keltner {
     fn width(&self) -> usize {
         3
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         let mid = self.ema.next(bar.close);
@@ -1400,7 +1369,6 @@ impl Kernel for Donchian {
     fn width(&self) -> usize {
         3
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, bar: &Bar, out: &mut [f64]) {
         match self.range.next(bar.high, bar.low) {
@@ -1424,7 +1392,6 @@ impl Kernel for RollingVwap {
     fn width(&self) -> usize {
         2
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tp = (b.high + b.low + b.close) / 3.0;
@@ -1456,7 +1423,6 @@ impl Kernel for SessionVwap {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
@@ -1489,7 +1455,6 @@ impl Kernel for ZScore {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let x = if self.input == ZInput::Close { b.close } else { b.volume };
@@ -1514,7 +1479,6 @@ impl Kernel for RangeVol {
     fn width(&self) -> usize {
         2
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let valid = b.high > 0.0 && b.low > 0.0 && b.open > 0.0 && b.close > 0.0;
@@ -1543,7 +1507,6 @@ impl Kernel for ReturnMoments {
     fn width(&self) -> usize {
         2
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
@@ -1583,7 +1546,6 @@ impl Kernel for Calendar {
     fn width(&self) -> usize {
         4
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let tau = std::f64::consts::TAU;
@@ -1617,7 +1579,6 @@ impl Kernel for Ichimoku {
     fn width(&self) -> usize {
         4
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mid = |r: Option<(f64, f64)>| r.map_or(f64::NAN, |(h, l)| (h + l) / 2.0);
@@ -1651,7 +1612,6 @@ impl Kernel for Pivots {
     fn width(&self) -> usize {
         11
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let day = b.ts.div_euclid(86_400_000);
@@ -1706,7 +1666,6 @@ impl Kernel for Swings {
     fn width(&self) -> usize {
         4
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         self.window.push_back((b.high, b.low));
@@ -1786,7 +1745,6 @@ impl Kernel for HigherTimeframe {
     fn width(&self) -> usize {
         self.width
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         if let Some(prev) = self.last_ts {
@@ -1829,7 +1787,6 @@ impl Kernel for T3 {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         let mut x = b.close;
@@ -1869,7 +1826,6 @@ impl Kernel for StochRsi {
     fn width(&self) -> usize {
         2
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out.fill(f64::NAN);
@@ -1908,7 +1864,6 @@ impl Kernel for Sar {
     fn width(&self) -> usize {
         1
     }
-    // Inlined into the batch loop (`Kernel::run`) so the state can stay in registers across bars.
     #[inline(always)]
     fn update(&mut self, b: &Bar, out: &mut [f64]) {
         out[0] = f64::NAN;

@@ -667,6 +667,14 @@ pub const EXAMPLE: &str = include_str!("../../../examples/quickstart.toml");
 mod tests {
     use super::*;
 
+    /// The first error that parsing or checking a config text reports, or "" when it passes.
+    fn check(text: String) -> String {
+        match PipelineConfig::parse(&text) {
+            Ok(config) => config.check().err().unwrap_or_default(),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn the_example_parses_and_checks() {
         let config = PipelineConfig::parse(EXAMPLE).unwrap();
@@ -717,10 +725,6 @@ mod tests {
                 1,
             )
         };
-        let check = |text: String| match PipelineConfig::parse(&text) {
-            Ok(config) => config.check().err().unwrap_or_default(),
-            Err(e) => e,
-        };
         let ok = with_search("method = \"grid\"\nspace = { num_leaves = [7, 15] }");
         assert_eq!(check(ok), "");
         let err = check(with_search("method = \"grid\"\nspace = { num_leafs = [7, 15] }"));
@@ -735,10 +739,6 @@ mod tests {
 
     #[test]
     fn cross_sectional_keys_are_checked_and_name_the_key() {
-        let check = |text: String| match PipelineConfig::parse(&text) {
-            Ok(config) => config.check().err().unwrap_or_default(),
-            Err(e) => e,
-        };
         let with_data =
             |extra: &str| EXAMPLE.replacen("calendar = \"crypto\"\n", &format!("calendar = \"crypto\"\n{extra}\n"), 1);
         let err = check(with_data("symbols = \"everything\""));
