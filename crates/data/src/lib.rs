@@ -4,6 +4,7 @@
 // Columnar code walks several parallel columns with one index; iterators would obscure that.
 #![allow(clippy::needless_range_loop)]
 
+mod decimal;
 pub mod error;
 pub mod layout;
 pub mod parquet_io;

@@ -3,20 +3,22 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Date64Type, Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_array::{Array, ArrayRef, Float64Array, TimestampMillisecondArray};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use quantpipe_core::parallel::{map_balanced, workers_for};
 use quantpipe_core::time::{format_date, format_iso, MS_PER_DAY};
 use quantpipe_core::{Aggregation, Bars, ExtraColumn};
 
@@ -54,15 +56,6 @@ fn bars_schema(bars: &Bars) -> Schema {
 /// their columns become Arrow buffers without a copy.
 pub fn write_bars(path: &Path, bars: Bars) -> Result<()> {
     let schema = Arc::new(bars_schema(&bars));
-    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
-        .set_max_row_group_row_count(Some(1 << 20))
-        // Prices and volumes rarely repeat enough for dictionaries to pay; zstd does the work.
-        .set_dictionary_enabled(false)
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_err(path, e))?;
-    let rows = bars.len();
     let f = |v: Vec<f64>| Arc::new(Float64Array::new(ScalarBuffer::from(v), None)) as ArrayRef;
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(bars.ts), None).with_timezone("UTC")),
@@ -73,21 +66,64 @@ pub fn write_bars(path: &Path, bars: Bars) -> Result<()> {
         f(bars.volume),
     ];
     columns.extend(bars.extras.into_iter().map(|c| f(c.values)));
-    let chunk = 1 << 20;
+    write_row_groups(path, schema, &columns, 1 << 20)
+}
+
+/// Writes `columns` (one per field of `schema`) to a new file at `path` as zstd Parquet in row
+/// groups of `group_rows`, then syncs it. The columns of a row group are encoded on all cores at
+/// once: compression is most of the cost of writing, and columns compress independently.
+fn write_row_groups(path: &Path, schema: Arc<Schema>, columns: &[ArrayRef], group_rows: usize) -> Result<()> {
+    /// Below this many rows a second thread costs more than it saves.
+    const PARALLEL_ROWS: usize = 16_384;
+    let err = |e: parquet::errors::ParquetError| parquet_err(path, e);
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(err)?))
+        .set_max_row_group_row_count(Some(group_rows))
+        // Prices and volumes rarely repeat enough for dictionaries to pay; zstd does the work.
+        .set_dictionary_enabled(false)
+        .build();
+    // The high-level writer sets up the file (Arrow schema in the footer); its parts then let the
+    // columns of each row group be encoded separately.
+    let (mut file_writer, row_groups) = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .and_then(ArrowWriter::into_serialized_writer)
+        .map_err(err)?;
+    let rows = columns.first().map_or(0, |c| c.len());
     let mut start = 0;
-    loop {
-        let len = chunk.min(rows - start);
-        let sliced: Vec<ArrayRef> = columns.iter().map(|c| c.slice(start, len)).collect();
-        let batch = RecordBatch::try_new(schema.clone(), sliced).map_err(|e| parquet_err(path, e))?;
-        writer.write(&batch).map_err(|e| parquet_err(path, e))?;
-        start += len;
-        if start >= rows {
-            break;
+    let mut group = 0;
+    while start < rows {
+        let len = group_rows.min(rows - start);
+        let jobs: Vec<Mutex<Option<(ArrowColumnWriter, ArrayRef)>>> = row_groups
+            .create_column_writers(group)
+            .map_err(err)?
+            .into_iter()
+            .zip(columns)
+            .map(|(writer, column)| Mutex::new(Some((writer, column.slice(start, len)))))
+            .collect();
+        let workers = if len < PARALLEL_ROWS { 1 } else { workers_for(jobs.len()) };
+        let chunks = map_balanced(
+            &jobs,
+            workers,
+            |_| 1,
+            |k, job| -> parquet::errors::Result<ArrowColumnChunk> {
+                let (mut writer, column) =
+                    job.lock().unwrap_or_else(|e| e.into_inner()).take().expect("each column is encoded once");
+                for leaf in compute_leaves(schema.field(k), &column)? {
+                    writer.write(&leaf)?;
+                }
+                writer.close()
+            },
+        );
+        let mut row_group = file_writer.next_row_group().map_err(err)?;
+        for chunk in chunks {
+            chunk.and_then(|c| c.append_to_row_group(&mut row_group)).map_err(err)?;
         }
+        row_group.close().map_err(err)?;
+        start += len;
+        group += 1;
     }
-    let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
-    file.sync_all().map_err(|e| DataError::io(path, e))?;
-    Ok(())
+    let file = file_writer.into_inner().map_err(err)?;
+    file.sync_all().map_err(|e| DataError::io(path, e))
 }
 
 /// Reads bars written by [`write_bars`].
@@ -277,32 +313,11 @@ pub fn write_columns(path: &Path, ts: Vec<i64>, columns: Vec<(String, Vec<f64>)>
     let mut fields = vec![Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false)];
     fields.extend(columns.iter().map(|(n, _)| Field::new(n, DataType::Float64, true)));
     let schema = Arc::new(Schema::new(fields));
-    let rows = ts.len();
     let mut arrays: Vec<ArrayRef> =
         vec![Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(ts), None).with_timezone("UTC"))];
     arrays
         .extend(columns.into_iter().map(|(_, v)| Arc::new(Float64Array::new(ScalarBuffer::from(v), None)) as ArrayRef));
-    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| parquet_err(path, e))?))
-        .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(GROUP))
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_err(path, e))?;
-    let mut start = 0;
-    loop {
-        let len = GROUP.min(rows - start);
-        let sliced: Vec<ArrayRef> = arrays.iter().map(|a| a.slice(start, len)).collect();
-        let batch = RecordBatch::try_new(schema.clone(), sliced).map_err(|e| parquet_err(path, e))?;
-        writer.write(&batch).map_err(|e| parquet_err(path, e))?;
-        writer.flush().map_err(|e| parquet_err(path, e))?;
-        start += len;
-        if start >= rows {
-            break;
-        }
-    }
-    let file = writer.into_inner().map_err(|e| parquet_err(path, e))?;
-    file.sync_all().map_err(|e| DataError::io(path, e))
+    write_row_groups(path, schema, &arrays, GROUP)
 }
 
 /// Reads what [`write_columns`] wrote.

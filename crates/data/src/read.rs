@@ -453,6 +453,9 @@ pub(crate) struct Accumulator {
 
 fn parse_number(field: Option<&[u8]>) -> std::result::Result<f64, String> {
     let raw = field.ok_or("missing")?;
+    if let Some(v) = crate::decimal::parse_plain_decimal(raw) {
+        return Ok(v);
+    }
     let s = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8 text".to_string())?;
     let t = match s.as_bytes() {
         [first, .., last] if !first.is_ascii_whitespace() && !last.is_ascii_whitespace() => s,
