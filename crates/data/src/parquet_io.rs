@@ -16,8 +16,9 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use quantpipe_core::parallel::{map_balanced, workers_for};
 use quantpipe_core::time::{format_date, format_iso, MS_PER_DAY};
 use quantpipe_core::{Aggregation, Bars, ExtraColumn};
@@ -82,6 +83,7 @@ fn write_row_groups(path: &Path, schema: Arc<Schema>, columns: &[ArrayRef], grou
         .set_max_row_group_row_count(Some(group_rows))
         // Prices and volumes rarely repeat enough for dictionaries to pay; zstd does the work.
         .set_dictionary_enabled(false)
+        .set_column_encoding(ColumnPath::from("ts"), Encoding::DELTA_BINARY_PACKED)
         .build();
     // The high-level writer sets up the file (Arrow schema in the footer); its parts then let the
     // columns of each row group be encoded separately.
