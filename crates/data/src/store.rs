@@ -409,27 +409,65 @@ pub fn content_hash(bars: &Bars) -> String {
 }
 
 /// blake3 of a time column and named float columns: each name, a NUL, then the little-endian
-/// bytes of its values, hashed in 64 KiB chunks.
+/// bytes of its values.
 pub fn hash_columns(ts: &[i64], columns: &[(&str, &[f64])]) -> String {
     let mut h = blake3::Hasher::new();
-    let mut buf = Vec::with_capacity(8 * 8192);
-    let mut column = |name: &str, bytes: &mut dyn Iterator<Item = [u8; 8]>| {
+    h.update(b"ts\0");
+    update_le(&mut h, ts);
+    for (name, values) in columns {
         h.update(name.as_bytes());
         h.update(&[0]);
-        loop {
-            buf.clear();
-            for b in (&mut *bytes).take(8192) {
-                buf.extend_from_slice(&b);
-            }
-            if buf.is_empty() {
-                break;
-            }
-            h.update(&buf);
-        }
-    };
-    column("ts", &mut ts.iter().map(|v| v.to_le_bytes()));
-    for (name, values) in columns {
-        column(name, &mut values.iter().map(|v| v.to_le_bytes()));
+        update_le(&mut h, values);
     }
     h.finalize().to_hex().to_string()
+}
+
+/// Feeds the little-endian bytes of `values` to `h`: on little-endian machines the values' own
+/// memory, elsewhere a converted copy.
+fn update_le<T: bytemuck::Pod + ToLeBytes>(h: &mut blake3::Hasher, values: &[T]) {
+    if cfg!(target_endian = "little") {
+        h.update(bytemuck::cast_slice(values));
+    } else {
+        for chunk in values.chunks(8192) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.le_bytes()).collect();
+            h.update(&bytes);
+        }
+    }
+}
+
+trait ToLeBytes {
+    fn le_bytes(&self) -> [u8; 8];
+}
+
+impl ToLeBytes for f64 {
+    fn le_bytes(&self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+impl ToLeBytes for i64 {
+    fn le_bytes(&self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_hash_is_blake3_of_names_and_little_endian_values() {
+        let ts = [1_672_531_200_000i64, 1_672_531_260_000, -5];
+        let open = [1.5, f64::MIN_POSITIVE, -0.0];
+        let close = [2.25, 1e300, 7.0];
+        let mut bytes = b"ts\0".to_vec();
+        ts.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+        for (name, values) in [("open", &open), ("close", &close)] {
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.push(0);
+            values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+        }
+        let expected = blake3::hash(&bytes).to_hex().to_string();
+        assert_eq!(hash_columns(&ts, &[("open", &open), ("close", &close)]), expected);
+    }
 }
