@@ -10,6 +10,11 @@ mod run_cmd;
 mod serve_cmd;
 mod train_cmd;
 
+// The server's prediction log allocates on request threads and frees on the database thread, which
+// glibc's malloc does slowly; mimalloc measured +20 % requests/s (bench/RESULTS.md, Serving).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
