@@ -2,10 +2,12 @@
 //! row into columnar bars per symbol and record each row they could not parse, with its line; they
 //! decide nothing about data quality (that is `quality`'s job).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -286,15 +288,14 @@ fn read_csv<R: Read>(
             .map_err(|e| records.csv_error(e))?;
     if !plain_first_record {
         // A blank or quoted first line: the CSV parser reads the whole file.
-        let mut csv = csv_reader(delimiter, std::io::Cursor::new(first_line).chain(reader));
-        if !csv.read_byte_record(&mut record).map_err(|e| records.csv_error(e))? {
+        let mut csv = NumberedCsv::new(delimiter, std::io::Cursor::new(first_line).chain(reader), 0);
+        let Some(line) = csv.next(&mut record).map_err(|e| records.csv_error(e))? else {
             return Err(DataError::Empty { path: path.into() });
-        }
+        };
         let (layout, mut acc) = start_layout(path, delimiter, &record, opts)?;
         opts.progress.start(&path.display().to_string(), total);
-        let line = record.position().map_or(1, |p| p.line());
         records.first(&layout, &mut acc, &record, line);
-        records.with_csv_parser(&layout, &mut acc, &mut csv, 0)?;
+        records.with_csv_parser(&layout, &mut acc, &mut csv)?;
         return records.finish(acc, format);
     }
     let (layout, mut acc) = start_layout(path, delimiter, &record, opts)?;
@@ -315,6 +316,64 @@ fn csv_reader<R: Read>(delimiter: u8, reader: R) -> csv::Reader<R> {
         .delimiter(delimiter)
         .buffer_capacity(1 << 16)
         .from_reader(reader)
+}
+
+/// The CSV parser with records numbered by physical line. The parser's own count goes wrong after
+/// `\r\n` (a record's position then points at the `\n` of the line before, so it reports that
+/// line) and after blank lines; instead, the bytes `\r` and `\n` are noted as they pass through,
+/// and a record's line is 1 + the `\n`s before its first byte.
+struct NumberedCsv<R: Read> {
+    csv: csv::Reader<LineBreaks<R>>,
+    breaks: Rc<RefCell<VecDeque<(u64, u8)>>>,
+    /// `\n`s before the next record not yet resolved, plus the lines before the parser's input.
+    lines: u64,
+}
+
+impl<R: Read> NumberedCsv<R> {
+    fn new(delimiter: u8, source: R, lines_before: u64) -> Self {
+        let breaks = Rc::new(RefCell::new(VecDeque::new()));
+        let source = LineBreaks { inner: source, offset: 0, breaks: breaks.clone() };
+        NumberedCsv { csv: csv_reader(delimiter, source), breaks, lines: lines_before }
+    }
+
+    /// The next record into `record` and its physical line, or None at the end.
+    fn next(&mut self, record: &mut csv::ByteRecord) -> std::result::Result<Option<u64>, csv::Error> {
+        if !self.csv.read_byte_record(record)? {
+            return Ok(None);
+        }
+        let mut start = record.position().map_or(0, |p| p.byte());
+        let mut breaks = self.breaks.borrow_mut();
+        // Breaks before the record are counted; breaks at its start (the `\n` of a `\r\n`, blank
+        // lines) are skipped over, and counted.
+        while let Some(&(at, byte)) = breaks.front() {
+            if at > start {
+                break;
+            }
+            if at == start {
+                start += 1;
+            }
+            self.lines += u64::from(byte == b'\n');
+            breaks.pop_front();
+        }
+        Ok(Some(self.lines + 1))
+    }
+}
+
+/// A reader noting the offsets of the `\r` and `\n` bytes it passes on.
+struct LineBreaks<R> {
+    inner: R,
+    offset: u64,
+    breaks: Rc<RefCell<VecDeque<(u64, u8)>>>,
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.borrow_mut();
+        breaks.extend(memchr::memchr2_iter(b'\r', b'\n', &buf[..n]).map(|k| (self.offset + k as u64, buf[k])));
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// A line without its terminator (`\n` or `\r\n`).
@@ -401,27 +460,23 @@ impl Records<'_> {
         }
     }
 
-    /// Reads the remaining records with the CSV parser; `lines_before` physical lines precede what
-    /// `csv` reads.
+    /// Reads the remaining records with the CSV parser.
     fn with_csv_parser<R: Read>(
         &mut self,
         layout: &Layout,
         acc: &mut Accumulator,
-        csv: &mut csv::Reader<R>,
-        lines_before: u64,
+        csv: &mut NumberedCsv<R>,
     ) -> Result<()> {
         let mut record = csv::ByteRecord::new();
         loop {
-            match csv.read_byte_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
+            match csv.next(&mut record) {
+                Ok(Some(line)) => self.record(layout, acc, line, record.len(), |i| record.get(i)),
+                Ok(None) => return Ok(()),
                 Err(e) => {
                     self.opts.progress.finish();
                     return Err(self.csv_error(e));
                 }
             }
-            let line = lines_before + record.position().map_or(self.rows + 1, |p| p.line());
-            self.record(layout, acc, line, record.len(), |i| record.get(i));
         }
     }
 
@@ -460,8 +515,8 @@ impl Records<'_> {
                 line += 1;
                 if !is_plain_line(content) {
                     let rest = std::io::Cursor::new(buf[start..].to_vec()).chain(reader);
-                    let mut csv = csv_reader(self.delimiter, rest);
-                    return self.with_csv_parser(layout, acc, &mut csv, line - 1);
+                    let mut csv = NumberedCsv::new(self.delimiter, rest, line - 1);
+                    return self.with_csv_parser(layout, acc, &mut csv);
                 }
                 start = end;
                 if content.is_empty() {
