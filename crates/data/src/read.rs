@@ -322,7 +322,7 @@ fn csv_reader<R: Read>(delimiter: u8, reader: R) -> csv::Reader<R> {
 /// `\r\n` (a record's position then points at the `\n` of the line before, so it reports that
 /// line) and after blank lines; instead, the bytes `\r` and `\n` are noted as they pass through,
 /// and a record's line is 1 + the `\n`s before its first byte.
-struct NumberedCsv<R: Read> {
+pub(crate) struct NumberedCsv<R: Read> {
     csv: csv::Reader<LineBreaks<R>>,
     breaks: Rc<RefCell<VecDeque<(u64, u8)>>>,
     /// `\n`s before the next record not yet resolved, plus the lines before the parser's input.
@@ -330,14 +330,14 @@ struct NumberedCsv<R: Read> {
 }
 
 impl<R: Read> NumberedCsv<R> {
-    fn new(delimiter: u8, source: R, lines_before: u64) -> Self {
+    pub(crate) fn new(delimiter: u8, source: R, lines_before: u64) -> Self {
         let breaks = Rc::new(RefCell::new(VecDeque::new()));
         let source = LineBreaks { inner: source, offset: 0, breaks: breaks.clone() };
         NumberedCsv { csv: csv_reader(delimiter, source), breaks, lines: lines_before }
     }
 
     /// The next record into `record` and its physical line, or None at the end.
-    fn next(&mut self, record: &mut csv::ByteRecord) -> std::result::Result<Option<u64>, csv::Error> {
+    pub(crate) fn next(&mut self, record: &mut csv::ByteRecord) -> std::result::Result<Option<u64>, csv::Error> {
         if !self.csv.read_byte_record(record)? {
             return Ok(None);
         }

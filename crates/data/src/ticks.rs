@@ -146,23 +146,33 @@ fn read_table(path: &Path) -> Result<Table> {
             lines: (1..=n as u64).collect(),
         });
     }
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(open_text(path)?);
-    let header = csv
-        .headers()
-        .map_err(|e| DataError::Malformed { path: path.into(), line: 1, message: e.to_string() })?
-        .iter()
-        .map(normalize)
-        .collect();
+    let mut csv = crate::read::NumberedCsv::new(b',', open_text(path)?, 0);
+    let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
+    let fields = |record: &csv::ByteRecord, line: u64| -> Result<Vec<String>> {
+        record
+            .iter()
+            .map(|f| {
+                std::str::from_utf8(f)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|_| malformed(line, "not valid UTF-8 text".into()))
+            })
+            .collect()
+    };
+    let mut record = csv::ByteRecord::new();
+    let header: Vec<String> = match csv.next(&mut record).map_err(|e| malformed(1, e.to_string()))? {
+        Some(line) => fields(&record, line)?.iter().map(|h| normalize(h)).collect(),
+        None => Vec::new(),
+    };
     let mut rows = Vec::new();
     let mut lines = Vec::new();
-    for rec in csv.records() {
-        let rec = rec.map_err(|e| DataError::Malformed {
-            path: path.into(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        lines.push(rec.position().map_or(0, |p| p.line()));
-        rows.push(rec.iter().map(|s| s.trim().to_string()).collect());
+    loop {
+        let after = lines.last().map_or(1, |l| l + 1);
+        let Some(line) = csv.next(&mut record).map_err(|e| malformed(after, e.to_string()))? else { break };
+        if record.len() != header.len() {
+            return Err(malformed(line, format!("{} fields, but the header has {}", record.len(), header.len())));
+        }
+        rows.push(fields(&record, line)?);
+        lines.push(line);
     }
     Ok(Table { header, rows, lines })
 }

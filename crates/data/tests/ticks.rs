@@ -84,3 +84,22 @@ fn bar_files_are_not_ticks() {
     assert_eq!(sniff(&shared("btc_perp_1m_2022-01.csv.gz")), None);
     assert_eq!(sniff(&shared("eurusd_1h.csv.gz")), None);
 }
+
+#[test]
+fn trade_files_name_the_physical_line_of_a_bad_row() {
+    // CRLF line ends and a blank line: the CSV parser's own numbering would say line 4 for both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trades.csv");
+    let write = |text: &str| std::fs::write(&path, text).unwrap();
+    let read = || read_ticks(&path, TickFormat::Trades, Some(&Symbol::new("BTCUSDT").unwrap()), 10);
+    write("time,price,qty\r\n1610064000278,39432.48,0.1\r\n\r\n1610064000300,39432.5,0.2\r\n1610064000400,abc,0.3\r\n");
+    let err = read().unwrap_err().to_string();
+    assert!(err.contains("line 5") && err.contains("price"), "{err}");
+    write("time,price,qty\r\n1610064000278,39432.48,0.1\r\n\r\n1610064000300,39432.5\r\n");
+    let err = read().unwrap_err().to_string();
+    assert!(err.contains("line 4") && err.contains("2 fields, but the header has 3"), "{err}");
+    write("time,price,qty\r\n1610064000278,39432.48,0.1\r\n\r\n1610064000300,39432.5,0.2\r\n");
+    let (_, data, _) = read().unwrap();
+    let TickData::Trades(t) = data else { panic!("not trades") };
+    assert_eq!(t.price, vec![39432.48, 39432.5]);
+}
