@@ -491,19 +491,11 @@ impl Records<'_> {
         let mut at_end = false;
         loop {
             if !at_end {
-                let filled = buf.len();
-                buf.resize(filled + CHUNK, 0);
-                let n = loop {
-                    match reader.read(&mut buf[filled..]) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            self.opts.progress.finish();
-                            return Err(text_read_error(self.path, self.gzip, self.rows, e));
-                        }
-                    }
-                };
-                buf.truncate(filled + n);
+                // Appends into the spare capacity without zeroing it first.
+                let n = (&mut reader).take(CHUNK as u64).read_to_end(&mut buf).map_err(|e| {
+                    self.opts.progress.finish();
+                    text_read_error(self.path, self.gzip, self.rows, e)
+                })?;
                 at_end = n == 0;
             }
             // Complete lines only, unless the input has ended.
