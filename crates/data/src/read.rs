@@ -275,8 +275,8 @@ fn read_csv<R: Read>(
 ) -> Result<ReadOutcome> {
     let gzip = format == FileFormat::CsvGzip;
     let io_err = |e: std::io::Error, rows: u64| text_read_error(path, gzip, rows, e);
-    // The header line (or the first record) decides the layout, read by the CSV parser so quoted
-    // names work.
+    // The first line (a header, or the first record) decides the layout. When it is plain, the
+    // splitter reads the lines after it; otherwise the CSV parser reads the whole file.
     let mut first_line = Vec::new();
     reader.read_until(b'\n', &mut first_line).map_err(|e| io_err(e, 0))?;
     let plain = is_plain_line(line_content(&first_line)) && first_line.ends_with(b"\n");
