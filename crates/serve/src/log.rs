@@ -2,13 +2,18 @@
 //! writer task commits them in batches, at least every `log_flush_ms`. A crash loses at most what
 //! was queued since the last commit (one flush interval, plus a batch being written). Feedback asks
 //! for a flush first, so an outcome always finds its prediction.
+//!
+//! The writer sleeps between flushes instead of waiting on the queue: a receiver parked on the
+//! queue is woken by every push, which under load meant a task wake-up (and often a worker thread
+//! unparked) per request. Pushers wake it early only when a full batch is waiting.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quantpipe_registry::{PredictionRecord, Registry};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
 
@@ -19,6 +24,8 @@ const MAX_BATCH: usize = 5_000;
 pub struct PredictionLog {
     records: mpsc::Sender<PredictionRecord>,
     flushes: mpsc::Sender<oneshot::Sender<()>>,
+    /// Signalled when a full batch is queued, so a burst is written before the next tick.
+    backlog: Arc<Notify>,
     capacity: usize,
     metrics: Arc<Metrics>,
 }
@@ -33,14 +40,17 @@ impl PredictionLog {
     ) -> (PredictionLog, tokio::task::JoinHandle<()>) {
         let (records, rx) = mpsc::channel(capacity);
         let (flushes, flush_rx) = mpsc::channel(64);
-        let writer = tokio::spawn(write_loop(registry, metrics.clone(), rx, flush_rx, flush_every));
-        (PredictionLog { records, flushes, capacity, metrics }, writer)
+        let backlog = Arc::new(Notify::new());
+        let writer = tokio::spawn(write_loop(registry, metrics.clone(), rx, flush_rx, backlog.clone(), flush_every));
+        (PredictionLog { records, flushes, backlog, capacity, metrics }, writer)
     }
 
     /// Queues a record; never waits. A full queue drops it and counts the drop.
     pub fn push(&self, record: PredictionRecord) {
         if self.records.try_send(record).is_err() {
             self.metrics.log_dropped.fetch_add(1, Relaxed);
+        } else if self.queued() >= MAX_BATCH {
+            self.backlog.notify_one();
         }
     }
 
@@ -62,6 +72,7 @@ async fn write_loop(
     metrics: Arc<Metrics>,
     mut records: mpsc::Receiver<PredictionRecord>,
     mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    backlog: Arc<Notify>,
     flush_every: Duration,
 ) {
     let mut batch: Vec<PredictionRecord> = Vec::with_capacity(1024);
@@ -71,32 +82,38 @@ async fn write_loop(
     let mut open = true;
     let mut final_attempts = 0;
     while open || (!batch.is_empty() && final_attempts < 25) {
-        tokio::select! {
-            received = records.recv(), if open => match received {
-                Some(r) => {
-                    batch.push(r);
-                    // Take whatever else is already queued without waiting.
-                    while batch.len() < MAX_BATCH {
-                        match records.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
+        if open {
+            tokio::select! {
+                Some(done) = flushes.recv() => waiting.push(done),
+                _ = backlog.notified() => {}
+                _ = tick.tick() => {}
+            }
+        }
+        // Commit what is queued now, a batch per transaction; rows pushed meanwhile wait for the
+        // next round, so a steady stream cannot keep the writer from answering flushes.
+        let mut queued = records.len();
+        loop {
+            while batch.len() < MAX_BATCH && queued > 0 {
+                match records.try_recv() {
+                    Ok(r) => {
+                        batch.push(r);
+                        queued -= 1;
                     }
-                    if batch.len() < MAX_BATCH {
-                        continue;
+                    Err(TryRecvError::Empty) => queued = 0,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        queued = 0;
                     }
-                }
-                None => open = false,
-            },
-            Some(done) = flushes.recv() => {
-                waiting.push(done);
-                while let Ok(r) = records.try_recv() {
-                    batch.push(r);
                 }
             }
-            _ = tick.tick() => {}
+            write(&registry, &metrics, &mut batch).await;
+            if !batch.is_empty() || queued == 0 {
+                break;
+            }
         }
-        write(&registry, &metrics, &mut batch).await;
+        if records.is_closed() && records.is_empty() {
+            open = false;
+        }
         if batch.is_empty() {
             for done in waiting.drain(..) {
                 let _ = done.send(());
@@ -112,8 +129,9 @@ async fn write_loop(
     }
 }
 
-/// Commits `batch`, emptying it on success. On failure the rows stay for the next attempt, up to a
-/// bound beyond which the oldest are dropped (and counted), so a dead database cannot exhaust memory.
+/// Commits `batch`, emptying it on success. On failure the rows stay for the next attempt; the
+/// writer takes no more than a batch meanwhile, so a dead database fills the bounded queue, whose
+/// overflow is dropped and counted, instead of exhausting memory.
 async fn write(registry: &Registry, metrics: &Metrics, batch: &mut Vec<PredictionRecord>) {
     if batch.is_empty() {
         return;
@@ -126,12 +144,6 @@ async fn write(registry: &Registry, metrics: &Metrics, batch: &mut Vec<Predictio
         Err(e) => {
             metrics.log_write_errors.fetch_add(1, Relaxed);
             eprintln!("quantpipe serve: writing {} prediction log rows failed (will retry): {e}", batch.len());
-            const KEEP: usize = 20 * MAX_BATCH;
-            if batch.len() > KEEP {
-                let excess = batch.len() - KEEP;
-                batch.drain(..excess);
-                metrics.log_dropped.fetch_add(excess as u64, Relaxed);
-            }
         }
     }
 }

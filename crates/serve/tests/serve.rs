@@ -539,6 +539,34 @@ async fn a_version_that_fails_to_load_leaves_the_previous_one_serving() {
     t.cleanup().await;
 }
 
+/// The log writer sleeps between flushes; a burst of a full batch (5,000 rows) wakes it early, so
+/// a long flush interval does not hold a large backlog in memory, and everything reaches the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_of_predictions_is_written_before_the_flush_interval() {
+    let t = sqlite().await;
+    register(&t.registry, "direction", 7, 30, Stage::Production).await;
+    let mut config = quick_config();
+    config.server.log_flush_ms = 600_000;
+    let server = start(&t, &config).await;
+    let rows: Vec<[f64; 4]> = (0..6_000).map(|i| [ROW[0] + i as f64 * 1e-3, ROW[1], ROW[2], ROW[3]]).collect();
+    let body = json!({"model_name": "direction", "rows": rows}).to_string();
+    let (status, answer, _) = call(&server, "POST", "/predict/batch", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut logged = 0;
+    for _ in 0..200 {
+        logged = t.registry.predictions(&P, Some("direction"), 10_000).await.unwrap().len();
+        if logged >= 5_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged >= 5_000, "only {logged} of 6,000 rows written within 10 s, with a 10-minute flush interval");
+    // A flush (feedback asks for one) writes the rest at once.
+    server.state.log.flush().await;
+    assert_eq!(t.registry.predictions(&P, Some("direction"), 10_000).await.unwrap().len(), 6_000);
+    t.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_configured_endpoints_every_production_model_is_served() {
     let t = sqlite().await;
