@@ -195,6 +195,7 @@ pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
     if got >= 4 && &magic == b"PAR1" {
         return crate::parquet_io::read_parquet_bars(path, opts);
     }
+    refuse_misnamed_parquet(path, &magic[..got])?;
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let count = Arc::new(AtomicU64::new(0));
     let counting = CountingReader { inner: file, count: count.clone() };
@@ -227,6 +228,26 @@ pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
     let delimiter = sniff_delimiter(first_line);
     let format = if gzip { FileFormat::CsvGzip } else { FileFormat::Csv };
     read_csv(path, format, delimiter, buffered, opts, &count, total)
+}
+
+/// A file named `.parquet` or `.pq` (any letter case) that does not start with `PAR1` is refused:
+/// read as text, it would fail on its "header" with a message about columns.
+pub(crate) fn refuse_misnamed_parquet(path: &Path, head: &[u8]) -> Result<()> {
+    let named = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
+    if !named || head.starts_with(b"PAR1") {
+        return Ok(());
+    }
+    Err(DataError::Parquet {
+        path: path.into(),
+        message: format!(
+            "the name says Parquet, but the file does not start with Parquet's magic bytes PAR1 (it starts with {:?}): \
+             not a Parquet file, or a damaged one",
+            String::from_utf8_lossy(&head[..head.len().min(4)])
+        ),
+    })
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -136,7 +136,10 @@ fn is_parquet(path: &Path) -> bool {
 }
 
 fn read_table(path: &Path) -> Result<Table> {
-    if is_parquet(path) {
+    let mut magic = [0u8; 4];
+    let got = File::open(path).and_then(|mut f| f.read(&mut magic)).map_err(|e| DataError::io(path, e))?;
+    crate::read::refuse_misnamed_parquet(path, &magic[..got])?;
+    if &magic[..got] == b"PAR1" {
         let (header, columns) = crate::parquet_io::read_parquet_text(path)?;
         let n = columns.first().map_or(0, |c| c.len());
         let rows = (0..n).map(|r| columns.iter().map(|c| c[r].clone().unwrap_or_default()).collect()).collect();

@@ -45,6 +45,7 @@ fn fatal_files_name_file_line_and_column_and_store_nothing() {
             ],
         ),
         ("bad_json.jsonl", &["bad_json.jsonl", "line 2", "bad JSON"]),
+        ("renamed_csv.parquet", &["renamed_csv.parquet", "does not start with Parquet's magic bytes PAR1"]),
         ("wrong_type.jsonl", &["wrong_type.jsonl", "line 2", "column open", "\"five\" is not a number"]),
     ];
     let (_dir, store, hash) = store_with_good_series();
