@@ -183,7 +183,13 @@ pub fn load_set(set: &str) -> Result<FeatureSet> {
     if set == "standard" {
         return Ok(FeatureSet::standard());
     }
-    let text = std::fs::read_to_string(set).with_context(|| format!("reading feature set {set}"))?;
+    let text = match std::fs::read_to_string(set) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("--set {set}: no such file, and not a built-in set (the built-in one is `standard`; a set file is TOML, see `quantpipe features list`)")
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading feature set {set}")),
+    };
     Ok(FeatureSet::from_toml(set, &text)?)
 }
 
