@@ -219,8 +219,11 @@ impl TreeEnsemble {
     /// One step down a tree from node `at`: the next node, or a leaf as `!leaf`.
     #[inline(always)]
     fn step(&self, first_node: u32, at: i32, row: &[f64]) -> i32 {
-        let n = &self.nodes[first_node as usize + at as usize];
-        let x = row[n.feature as usize];
+        debug_assert!(first_node as usize + (at as usize) < self.nodes.len() && row.len() >= self.features);
+        // SAFETY: `add_tree` checked every child index against its tree's node count and every
+        // split feature against `self.features`; `raw_row`, the only caller, checked the row's length.
+        let n = unsafe { self.nodes.get_unchecked(first_node as usize + at as usize) };
+        let x = unsafe { *row.get_unchecked(n.feature as usize) };
         // The common case first: a split without zero-as-missing on a number (NaN fails `<=` and
         // `>` alike and falls through to the rule below).
         if n.missing != Missing::Zero {
@@ -258,6 +261,7 @@ impl TreeEnsemble {
 
     /// Raw scores of one row (before the sigmoid/softmax) into `out` (`outputs()` values).
     pub fn raw_row(&self, row: &[f64], out: &mut [f64]) {
+        assert!(row.len() >= self.features, "a row of {} values for a model of {} features", row.len(), self.features);
         out.iter_mut().for_each(|o| *o = 0.0);
         // Four trees walked in lockstep: their loads and comparisons overlap instead of waiting on
         // each other. Leaf values are added in tree order, as LightGBM sums them.
@@ -328,5 +332,52 @@ impl TreeEnsemble {
             self.predict_row(row, o);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-split binary model on two features: feature 1 ≤ 0.5 goes left.
+    fn model(split_feature: &str, left: &str, right: &str) -> String {
+        format!(
+            "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\nmax_feature_idx=1\n\
+             objective=binary sigmoid:1\nfeature_names=a b\n\nTree=0\nnum_leaves=2\nnum_cat=0\n\
+             split_feature={split_feature}\nsplit_gain=1\nthreshold=0.5\ndecision_type=2\nleft_child={left}\n\
+             right_child={right}\nleaf_value=-0.25 0.75\nleaf_weight=1 1\nleaf_count=1 1\ninternal_value=0\n\
+             internal_weight=0\ninternal_count=2\nis_linear=0\nshrinkage=1\n\n\nend of trees\n"
+        )
+    }
+
+    #[test]
+    fn a_valid_model_walks_to_the_right_leaf() {
+        let ensemble = TreeEnsemble::parse(&model("1", "-1", "-2")).unwrap();
+        let mut out = [0.0];
+        ensemble.raw_row(&[9.0, 0.5], &mut out);
+        assert_eq!(out[0], -0.25);
+        ensemble.raw_row(&[9.0, 0.5000001], &mut out);
+        assert_eq!(out[0], 0.75);
+    }
+
+    /// The walk reads nodes and row values without bounds checks; these checks are what make that
+    /// sound, so a model that breaks them must be refused when it is read.
+    #[test]
+    fn out_of_range_features_and_children_are_refused_when_read() {
+        for (feature, left, right, expected) in [
+            ("2", "-1", "-2", "split on feature 2 of 2"),
+            ("1", "1", "-2", "child 1 out of range"),
+            ("1", "-1", "-3", "child -3 out of range"),
+        ] {
+            let err = TreeEnsemble::parse(&model(feature, left, right)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a row of 1 values for a model of 2 features")]
+    fn a_short_row_is_refused_before_the_walk() {
+        let ensemble = TreeEnsemble::parse(&model("1", "-1", "-2")).unwrap();
+        ensemble.raw_row(&[9.0], &mut [0.0]);
     }
 }
