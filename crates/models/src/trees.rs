@@ -260,6 +260,8 @@ impl TreeEnsemble {
     }
 
     /// Raw scores of one row (before the sigmoid/softmax) into `out` (`outputs()` values).
+    /// Panics when `row` holds fewer than `features()` values (callers check widths first; the
+    /// server answers 422).
     pub fn raw_row(&self, row: &[f64], out: &mut [f64]) {
         assert!(row.len() >= self.features, "a row of {} values for a model of {} features", row.len(), self.features);
         out.iter_mut().for_each(|o| *o = 0.0);
