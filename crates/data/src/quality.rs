@@ -266,14 +266,19 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
     // Sort by time (stable, so duplicates keep their file order).
     let RawSeries { symbol, bars, lines, .. } = raw;
     let mut out_of_order = ProblemTally::default();
+    let mut repeated_ts = false;
     for i in 1..bars.len() {
         if bars.ts[i] < bars.ts[i - 1] {
             out_of_order.add(
                 Example::at_line(lines[i], format!("comes after {}", format_iso(bars.ts[i - 1]))).with_ts(bars.ts[i]),
             );
         }
+        repeated_ts |= bars.ts[i] == bars.ts[i - 1];
     }
-    let mut order: Vec<usize> = (0..bars.len()).collect();
+    // Most files are strictly increasing: then there is nothing to sort or deduplicate, and the
+    // row order below (two index vectors of the series' length) is not built.
+    let strictly_increasing = out_of_order.count == 0 && !repeated_ts;
+    let mut order: Vec<usize> = if strictly_increasing { Vec::new() } else { (0..bars.len()).collect() };
     if out_of_order.count > 0 {
         order.sort_by_key(|&i| bars.ts[i]);
     }
@@ -345,7 +350,7 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
     });
 
     // Most files are clean and sorted: keep the columns as they are instead of copying them.
-    let identity = keep.len() == bars.len() && keep.iter().enumerate().all(|(k, &i)| k == i);
+    let identity = strictly_increasing || (keep.len() == bars.len() && keep.iter().enumerate().all(|(k, &i)| k == i));
     let (bars, lines) = if identity {
         (bars, lines)
     } else {
@@ -353,57 +358,21 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
         (bars.select(&keep), lines)
     };
 
-    // Timeframe and calendar.
-    let inferred = infer_timeframe(&bars.ts);
-    let timeframe = match (policy.timeframe, inferred) {
-        (Some(given), Some(found)) if given.millis() > found.millis() => {
-            return Err(format!(
-                "{symbol}: --timeframe {given} but most bars are {found} apart; ingest as {found} and use `quantpipe data resample`"
-            ))
-        }
-        (Some(given), _) => given,
-        (None, Some(found)) => found,
-        (None, None) => {
-            return Err(format!("{symbol}: fewer than two distinct timestamps, so the timeframe is unknown: pass --timeframe"))
-        }
-    };
-    let calendar = policy.calendar.unwrap_or_else(|| infer_calendar(&bars.ts, timeframe));
-
+    // The return and flat-run checks need nothing the row checks compute: on a long series they run
+    // on a second core meanwhile (for a year of 1-minute bars they are half of the validation).
+    let returns_and_runs =
+        || (extreme_returns(&bars, &lines, policy.extreme_return_z), stale_runs(&bars, &lines, policy.stale_run_min));
+    let (row_checks, (extreme, (stale, stale_rows))) = std::thread::scope(|scope| {
+        let beside = (bars.len() >= PARALLEL_CHECK_ROWS).then(|| scope.spawn(returns_and_runs));
+        let row_checks = check_rows(&symbol, &bars, &lines, policy);
+        let other = match beside {
+            Some(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => returns_and_runs(),
+        };
+        (row_checks, other)
+    });
+    let RowChecks { timeframe, calendar, irregular, non_positive, ohlc, zero_volume, gaps } = row_checks?;
     let n = bars.len();
-    let mut irregular = ProblemTally::default();
-    let mut non_positive = ProblemTally::default();
-    let mut ohlc = ProblemTally::default();
-    let mut zero_volume = ProblemTally::default();
-    for i in 0..n {
-        let (o, h, l, c) = (bars.open[i], bars.high[i], bars.low[i], bars.close[i]);
-        if o <= 0.0 || h <= 0.0 || l <= 0.0 || c <= 0.0 {
-            non_positive
-                .add(Example::at_line(lines[i], format!("open {o}, high {h}, low {l}, close {c}")).with_ts(bars.ts[i]));
-        }
-        if h < l || h < o.max(c) || l > o.min(c) {
-            let what = if h < l {
-                "high < low"
-            } else if h < o.max(c) {
-                "high below open/close"
-            } else {
-                "low above open/close"
-            };
-            ohlc.add(
-                Example::at_line(lines[i], format!("{what}: open {o}, high {h}, low {l}, close {c}"))
-                    .with_ts(bars.ts[i]),
-            );
-        }
-        if bars.volume[i] == 0.0 {
-            zero_volume.add(Example::at_line(lines[i], "volume 0").with_ts(bars.ts[i]));
-        }
-        if timeframe.floor(bars.ts[i]) != bars.ts[i] && timeframe.millis() < quantpipe_core::time::MS_PER_DAY * 7 {
-            irregular.add(Example::at_line(lines[i], format!("not on the {timeframe} grid")).with_ts(bars.ts[i]));
-        }
-    }
-
-    let gaps = gap_stats(&bars, &lines, timeframe, calendar, &mut irregular);
-    let extreme = extreme_returns(&bars, &lines, policy.extreme_return_z);
-    let (stale, stale_rows) = stale_runs(&bars, &lines, policy.stale_run_min);
 
     let mut push_flag = |kind, tally: ProblemTally| {
         let action = flagged_or_strict(tally.count, policy, || Action::Flagged);
@@ -434,6 +403,71 @@ pub fn validate(raw: RawSeries, policy: &Policy) -> Result<Validated, String> {
         deductions,
     };
     Ok(Validated { bars, lines, timeframe, report })
+}
+
+/// Series at least this long run the return and flat-run checks on a second thread.
+const PARALLEL_CHECK_ROWS: usize = 100_000;
+
+/// What the per-row checks find, with the timeframe and calendar they judged the rows by.
+struct RowChecks {
+    timeframe: Timeframe,
+    calendar: MarketCalendar,
+    irregular: ProblemTally,
+    non_positive: ProblemTally,
+    ohlc: ProblemTally,
+    zero_volume: ProblemTally,
+    gaps: GapStats,
+}
+
+/// Timeframe and calendar (given or inferred), then prices, volumes, grid and gaps row by row.
+fn check_rows(symbol: &Symbol, bars: &Bars, lines: &[u64], policy: &Policy) -> Result<RowChecks, String> {
+    let inferred = infer_timeframe(&bars.ts);
+    let timeframe = match (policy.timeframe, inferred) {
+        (Some(given), Some(found)) if given.millis() > found.millis() => {
+            return Err(format!(
+                "{symbol}: --timeframe {given} but most bars are {found} apart; ingest as {found} and use `quantpipe data resample`"
+            ))
+        }
+        (Some(given), _) => given,
+        (None, Some(found)) => found,
+        (None, None) => {
+            return Err(format!("{symbol}: fewer than two distinct timestamps, so the timeframe is unknown: pass --timeframe"))
+        }
+    };
+    let calendar = policy.calendar.unwrap_or_else(|| infer_calendar(&bars.ts, timeframe));
+
+    let mut irregular = ProblemTally::default();
+    let mut non_positive = ProblemTally::default();
+    let mut ohlc = ProblemTally::default();
+    let mut zero_volume = ProblemTally::default();
+    for i in 0..bars.len() {
+        let (o, h, l, c) = (bars.open[i], bars.high[i], bars.low[i], bars.close[i]);
+        if o <= 0.0 || h <= 0.0 || l <= 0.0 || c <= 0.0 {
+            non_positive
+                .add(Example::at_line(lines[i], format!("open {o}, high {h}, low {l}, close {c}")).with_ts(bars.ts[i]));
+        }
+        if h < l || h < o.max(c) || l > o.min(c) {
+            let what = if h < l {
+                "high < low"
+            } else if h < o.max(c) {
+                "high below open/close"
+            } else {
+                "low above open/close"
+            };
+            ohlc.add(
+                Example::at_line(lines[i], format!("{what}: open {o}, high {h}, low {l}, close {c}"))
+                    .with_ts(bars.ts[i]),
+            );
+        }
+        if bars.volume[i] == 0.0 {
+            zero_volume.add(Example::at_line(lines[i], "volume 0").with_ts(bars.ts[i]));
+        }
+        if timeframe.floor(bars.ts[i]) != bars.ts[i] && timeframe.millis() < quantpipe_core::time::MS_PER_DAY * 7 {
+            irregular.add(Example::at_line(lines[i], format!("not on the {timeframe} grid")).with_ts(bars.ts[i]));
+        }
+    }
+    let gaps = gap_stats(bars, lines, timeframe, calendar, &mut irregular);
+    Ok(RowChecks { timeframe, calendar, irregular, non_positive, ohlc, zero_volume, gaps })
 }
 
 /// The report of bars already in the store (merged from several files, or resampled): the same
@@ -477,11 +511,21 @@ pub fn infer_timeframe(ts: &[i64]) -> Option<Timeframe> {
 pub fn infer_common_timeframe<'a>(series: impl IntoIterator<Item = &'a [i64]>) -> Option<Timeframe> {
     let mut counts: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     for ts in series {
+        // Steps come in long runs of the same value: count a run, then hash it once.
+        let mut run = (0i64, 0usize);
         for w in ts.windows(2) {
             let d = w[1] - w[0];
-            if d > 0 {
-                *counts.entry(d).or_default() += 1;
+            if d == run.0 {
+                run.1 += 1;
+            } else {
+                if run.0 > 0 {
+                    *counts.entry(run.0).or_default() += run.1;
+                }
+                run = (d, 1);
             }
+        }
+        if run.0 > 0 {
+            *counts.entry(run.0).or_default() += run.1;
         }
     }
     counts.into_iter().max_by_key(|&(d, c)| (c, std::cmp::Reverse(d))).and_then(|(d, _)| Timeframe::from_millis(d))
@@ -649,4 +693,35 @@ fn score(checks: &[Check], kept: u64, read: u64, gaps: &GapStats, stale_rows: u6
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(steps: &[i64]) -> Vec<i64> {
+        let mut ts = vec![0];
+        for s in steps {
+            ts.push(ts.last().unwrap() + s * 60_000);
+        }
+        ts
+    }
+
+    #[test]
+    fn the_timeframe_is_the_most_common_step_counted_across_runs_and_series() {
+        let minute = Some(Timeframe::from_millis(60_000).unwrap());
+        let two = Some(Timeframe::from_millis(120_000).unwrap());
+        // Alternating steps: 1m three times, 2m twice.
+        assert_eq!(infer_timeframe(&steps(&[1, 2, 1, 2, 1])), minute);
+        // A run of 2m outnumbers scattered 1m steps.
+        assert_eq!(infer_timeframe(&steps(&[1, 2, 2, 2, 1])), two);
+        // Repeated and backward timestamps count for nothing.
+        assert_eq!(infer_timeframe(&[0, 0, 0, 60_000, 30_000, 30_000]), minute);
+        // A tie goes to the shorter step.
+        assert_eq!(infer_timeframe(&steps(&[2, 1])), minute);
+        // Across series: 1m twice in one, 2m three times over both.
+        let (a, b) = (steps(&[1, 1, 2]), steps(&[2, 2]));
+        assert_eq!(infer_common_timeframe([a.as_slice(), b.as_slice()]), two);
+        assert_eq!(infer_timeframe(&[5]), None);
+    }
 }

@@ -28,6 +28,8 @@ fn filusdt_two_missing_months_are_the_only_gaps() {
     assert_eq!(r.gaps.largest[0].ts.as_deref(), Some("2023-03-01T00:00:00Z"));
     assert_eq!(r.gaps.largest[1].ts.as_deref(), Some("2023-07-01T00:00:00Z"));
     assert_eq!(r.count(CheckKind::ZeroVolume), 86);
+    // As pandas finds them (bench/ingest_bench.py): robust z > 30 and runs of ≥ 10 flat bars.
+    assert_eq!((r.count(CheckKind::ExtremeReturns), r.count(CheckKind::StaleRuns)), (56, 1));
     for kind in [
         CheckKind::OhlcInconsistent,
         CheckKind::ExactDuplicates,
