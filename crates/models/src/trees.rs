@@ -47,6 +47,34 @@ pub struct TreeEnsemble {
     average: bool,
 }
 
+/// The split nodes of one tree (children ≥ 0 are nodes, < 0 leaves) in depth-first order, left
+/// before right, from the root (node 0). Refuses node children out of range, a node reached twice
+/// and nodes not reached at all, so the order is a permutation of every node.
+fn preorder(left: &[i32], right: &[i32]) -> Result<Vec<usize>, ModelError> {
+    let splits = left.len();
+    let mut order = Vec::with_capacity(splits);
+    let mut seen = vec![false; splits];
+    let mut stack = vec![0usize];
+    while let Some(k) = stack.pop() {
+        if std::mem::replace(&mut seen[k], true) {
+            return Err(bad(format!("node {k} has two parents")));
+        }
+        order.push(k);
+        for child in [right[k], left[k]] {
+            if child >= 0 {
+                if child as usize >= splits {
+                    return Err(bad(format!("child {child} out of range")));
+                }
+                stack.push(child as usize);
+            }
+        }
+    }
+    if order.len() != splits {
+        return Err(bad(format!("{} of {splits} nodes are not reachable from the root", splits - order.len())));
+    }
+    Ok(order)
+}
+
 fn bad(message: String) -> ModelError {
     ModelError::Artifact { path: "model.txt".into(), message }
 }
@@ -154,7 +182,15 @@ impl TreeEnsemble {
         let decision: Vec<u8> = numbers("decision_type", get("decision_type")?, splits)?;
         let left: Vec<i32> = numbers("left_child", get("left_child")?, splits)?;
         let right: Vec<i32> = numbers("right_child", get("right_child")?, splits)?;
-        for k in 0..splits {
+        // Nodes are stored in depth-first order, so a left child follows its parent, often in the
+        // same cache line; LightGBM numbers them in the order the splits were found.
+        let order = preorder(&left, &right)?;
+        let mut position = vec![0i32; splits];
+        for (p, &k) in order.iter().enumerate() {
+            position[k] = p as i32;
+        }
+        let renumber = |child: i32| if child >= 0 { position[child as usize] } else { child };
+        for k in order {
             if feature[k] as usize >= self.features {
                 return Err(bad(format!("split on feature {} of {}", feature[k], self.features)));
             }
@@ -176,8 +212,8 @@ impl TreeEnsemble {
             self.nodes.push(Node {
                 threshold: threshold[k],
                 feature: feature[k],
-                left: left[k],
-                right: right[k],
+                left: renumber(left[k]),
+                right: renumber(right[k]),
                 default_left: decision[k] & 2 != 0,
                 missing,
             });
@@ -360,6 +396,39 @@ mod tests {
         assert_eq!(out[0], -0.25);
         ensemble.raw_row(&[9.0, 0.5000001], &mut out);
         assert_eq!(out[0], 0.75);
+    }
+
+    /// A three-split tree on two features, nodes numbered as LightGBM does (in the order splits were
+    /// found, not depth-first).
+    fn three_splits(left: &str, right: &str) -> String {
+        format!(
+            "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\nmax_feature_idx=1\n\
+             objective=regression\nfeature_names=a b\n\nTree=0\nnum_leaves=4\nnum_cat=0\n\
+             split_feature=0 1 1\nsplit_gain=1 1 1\nthreshold=0.5 0.5 0.25\ndecision_type=2 2 2\n\
+             left_child={left}\nright_child={right}\nleaf_value=1 2 3 4\nleaf_weight=1 1 1 1\n\
+             leaf_count=1 1 1 1\ninternal_value=0 0 0\ninternal_weight=0 0 0\ninternal_count=4 2 2\n\
+             is_linear=0\nshrinkage=1\n\n\nend of trees\n"
+        )
+    }
+
+    #[test]
+    fn nodes_stored_depth_first_walk_to_the_same_leaves() {
+        // Root: a ≤ 0.5 goes to node 2 (b ≤ 0.25: leaf 0 or 3), else node 1 (b ≤ 0.5: leaf 1 or 2).
+        let ensemble = TreeEnsemble::parse(&three_splits("2 -2 -1", "1 -3 -4")).unwrap();
+        let lefts: Vec<i32> = ensemble.nodes.iter().map(|n| n.left).collect();
+        assert_eq!(lefts, [1, -1, -2], "the root's left child is stored next to it");
+        for (row, leaf_value) in [([0.0, 0.0], 1.0), ([0.0, 0.3], 4.0), ([1.0, 0.0], 2.0), ([1.0, 1.0], 3.0)] {
+            let mut out = [0.0];
+            ensemble.raw_row(&row, &mut out);
+            assert_eq!(out[0], leaf_value, "{row:?}");
+        }
+        // A cycle (which would walk forever) and an unreachable node are refused.
+        for (left, right, expected) in
+            [("2 0 -1", "1 -3 -4", "node 0 has two parents"), ("-1 -2 -4", "1 -3 -2", "1 of 3 nodes are not reachable")]
+        {
+            let err = TreeEnsemble::parse(&three_splits(left, right)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     /// The walk reads nodes and row values without bounds checks; these checks are what make that
