@@ -35,7 +35,8 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How often the registry is asked for promotions and rollbacks.
     pub poll_interval_ms: u64,
-    /// The prediction log is written at least this often (the most a crash can lose).
+    /// The prediction log is written at least this often (the most a crash can lose). Short
+    /// intervals keep each commit short, so the writer never holds a core for long under load.
     pub log_flush_ms: u64,
     /// Predictions waiting to be written; when full, new ones are counted as dropped rather than
     /// slowing answers down.
@@ -56,7 +57,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 2_000,
             max_concurrency: 512,
             poll_interval_ms: 1_000,
-            log_flush_ms: 100,
+            log_flush_ms: 10,
             log_queue: 200_000,
             admin_token: None,
         }
