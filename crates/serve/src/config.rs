@@ -36,7 +36,7 @@ pub struct ServerSettings {
     /// How often the registry is asked for promotions and rollbacks.
     pub poll_interval_ms: u64,
     /// The prediction log is written at least this often (the most a crash can lose). Short
-    /// intervals keep each commit short, so the writer never holds a core for long under load.
+    /// intervals keep each commit short, so under load the writer holds a core only briefly.
     pub log_flush_ms: u64,
     /// Predictions waiting to be written; when full, new ones are counted as dropped rather than
     /// slowing answers down.
