@@ -8,6 +8,7 @@ import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 q.update(p)
 q["speedup_one_row_vs_c_api"] = round(q["c_api_one_row_us"] / q["quantpipe_one_row_us"], 2)
+q["speedup_one_row_vs_c_api_fast"] = round(q["c_api_fast_one_row_us"] / q["quantpipe_one_row_us"], 2)
 q["speedup_100_rows_vs_c_api"] = round(q["c_api_100_rows_us"] / q["quantpipe_100_rows_us"], 2)
 q["speedup_one_row_vs_python"] = round(q["python_one_row_us"] / q["quantpipe_one_row_us"], 2)
 q["speedup_one_row_vs_onnxruntime"] = round(q["onnxruntime_one_row_us"] / q["quantpipe_one_row_us"], 2)

@@ -47,6 +47,18 @@ fn main() {
     let c_api_one = per_call(20_000, |i| {
         black_box(model.predict_with_lightgbm(black_box(row(i))).unwrap());
     });
+    // The C API's fastest one-row path: the prediction configuration parsed once
+    // (`LGBM_BoosterPredictForMatSingleRowFastInit`), then `...SingleRowFast` per row.
+    let mut fast = lightgbm3::Booster::from_string(model.model_text()).unwrap();
+    fast.single_row_fast_init::<f64>(None).unwrap();
+    let c_api_fast_one = per_call(20_000, |i| {
+        black_box(fast.predict_single_row_fast(black_box(row(i))).unwrap());
+    });
+    assert_eq!(
+        fast.predict_single_row_fast(row(0)).unwrap(),
+        model.predict_with_lightgbm(row(0)).unwrap(),
+        "both C API paths give the same prediction"
+    );
     let mut buffer = [0.0];
     let ours_one = per_call(20_000, |i| {
         model.evaluator().predict_row(black_box(row(i)), &mut buffer);
@@ -60,10 +72,11 @@ fn main() {
         black_box(model.evaluator().predict(black_box(batch(i))));
     });
     println!(
-        "{{\"features\": {d}, \"trees\": {}, \"c_api_one_row_us\": {:.3}, \"quantpipe_one_row_us\": {:.3}, \
-         \"c_api_100_rows_us\": {:.3}, \"quantpipe_100_rows_us\": {:.3}}}",
+        "{{\"features\": {d}, \"trees\": {}, \"c_api_one_row_us\": {:.3}, \"c_api_fast_one_row_us\": {:.3}, \
+         \"quantpipe_one_row_us\": {:.3}, \"c_api_100_rows_us\": {:.3}, \"quantpipe_100_rows_us\": {:.3}}}",
         model.iterations(),
         c_api_one * 1e6,
+        c_api_fast_one * 1e6,
         ours_one * 1e6,
         c_api_100 * 1e6,
         ours_100 * 1e6
