@@ -10,6 +10,7 @@ pub mod layout;
 pub mod parquet_io;
 pub mod quality;
 pub mod read;
+mod split;
 pub mod timestamp;
 
 pub use error::{DataError, Result};

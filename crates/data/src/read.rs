@@ -507,7 +507,6 @@ impl Records<'_> {
     fn plain_lines<R: Read>(&mut self, layout: &Layout, acc: &mut Accumulator, mut reader: BufReader<R>) -> Result<()> {
         const CHUNK: usize = 1 << 20;
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
-        let mut ends: Vec<usize> = Vec::with_capacity(layout.width + 1);
         let mut line = 1u64; // the first line was read before
         let mut at_end = false;
         loop {
@@ -521,29 +520,21 @@ impl Records<'_> {
             }
             // Complete lines only, unless the input has ended.
             let complete = if at_end { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |k| k + 1) };
-            let mut start = 0;
-            while start < complete {
-                let end = memchr::memchr(b'\n', &buf[start..complete]).map_or(complete, |k| start + k + 1);
-                let content = line_content(&buf[start..end]);
+            let not_plain = crate::split::plain_lines(&buf[..complete], self.delimiter, |content, ends| {
                 line += 1;
-                if !is_plain_line(content) {
-                    let rest = std::io::Cursor::new(buf[start..].to_vec()).chain(reader);
-                    let mut csv = NumberedCsv::new(self.delimiter, rest, line - 1);
-                    return self.with_csv_parser(layout, acc, &mut csv);
-                }
-                start = end;
                 if content.is_empty() {
-                    continue; // the CSV parser skips empty lines without a record
+                    return; // the CSV parser skips empty lines without a record
                 }
-                ends.clear();
-                ends.extend(memchr::memchr_iter(self.delimiter, content));
-                ends.push(content.len());
-                let ends = &ends;
                 self.record(layout, acc, line, ends.len(), |i| {
                     let end = *ends.get(i)?;
                     let begin = if i == 0 { 0 } else { ends[i - 1] + 1 };
                     Some(&content[begin..end])
                 });
+            });
+            if let Some(start) = not_plain {
+                let rest = std::io::Cursor::new(buf[start..].to_vec()).chain(reader);
+                let mut csv = NumberedCsv::new(self.delimiter, rest, line);
+                return self.with_csv_parser(layout, acc, &mut csv);
             }
             buf.drain(..complete);
             if at_end {
