@@ -104,17 +104,45 @@ impl TickFormat {
     }
 }
 
-/// A small table: column names and the rows as text (tick files are read whole).
+/// A table of text cells: column names and the rows (tick files are read whole). Every cell's text
+/// sits in one buffer, row after row: tick files hold millions of short fields, and a `String` per
+/// field took four times the file's size in memory.
 struct Table {
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    text: String,
+    /// Where each cell ends in `text`, row by row, `header.len()` cells per row.
+    ends: Vec<usize>,
     /// Source line (CSV) or row (Parquet) of each row.
     lines: Vec<u64>,
 }
 
 impl Table {
+    fn new(header: Vec<String>) -> Table {
+        Table { header, text: String::new(), ends: Vec::new(), lines: Vec::new() }
+    }
+
     fn col(&self, names: &[&str]) -> Option<usize> {
         names.iter().find_map(|n| self.header.iter().position(|h| h == n))
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// The text of row `row`, column `col`.
+    fn cell(&self, row: usize, col: usize) -> &str {
+        let k = row * self.header.len() + col;
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.text[start..self.ends[k]]
+    }
+
+    /// Appends a row of `header.len()` cells read from source line (or row) `line`.
+    fn push_row<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>, line: u64) {
+        for cell in cells {
+            self.text.push_str(cell);
+            self.ends.push(self.text.len());
+        }
+        self.lines.push(line);
     }
 }
 
@@ -130,6 +158,11 @@ fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
+fn is_gzip(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
+}
+
 fn is_parquet(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"PAR1"
@@ -142,42 +175,50 @@ fn read_table(path: &Path) -> Result<Table> {
     if &magic[..got] == b"PAR1" {
         let (header, columns) = crate::parquet_io::read_parquet_text(path)?;
         let n = columns.first().map_or(0, |c| c.len());
-        let rows = (0..n).map(|r| columns.iter().map(|c| c[r].clone().unwrap_or_default()).collect()).collect();
-        return Ok(Table {
-            header: header.iter().map(|h| normalize(h)).collect(),
-            rows,
-            lines: (1..=n as u64).collect(),
-        });
+        let mut table = Table::new(header.iter().map(|h| normalize(h)).collect());
+        for r in 0..n {
+            table.push_row(columns.iter().map(|c| c[r].as_deref().unwrap_or("")), r as u64 + 1);
+        }
+        return Ok(table);
     }
     let mut csv = crate::read::NumberedCsv::new(b',', open_text(path)?, 0);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
-    let fields = |record: &csv::ByteRecord, line: u64| -> Result<Vec<String>> {
-        record
-            .iter()
-            .map(|f| {
-                std::str::from_utf8(f)
-                    .map(|s| s.trim().to_string())
-                    .map_err(|_| malformed(line, "not valid UTF-8 text".into()))
-            })
-            .collect()
+    let text = |record: &csv::ByteRecord, line: u64| -> Result<()> {
+        match record.iter().all(|f| std::str::from_utf8(f).is_ok()) {
+            true => Ok(()),
+            false => Err(malformed(line, "not valid UTF-8 text".into())),
+        }
     };
+    // Fields trimmed of surrounding whitespace; `text` checked each is UTF-8 first.
+    fn trimmed(field: &[u8]) -> &str {
+        std::str::from_utf8(field).map(str::trim).unwrap_or("")
+    }
     let mut record = csv::ByteRecord::new();
     let header: Vec<String> = match csv.next(&mut record).map_err(|e| malformed(1, e.to_string()))? {
-        Some(line) => fields(&record, line)?.iter().map(|h| normalize(h)).collect(),
+        Some(line) => {
+            text(&record, line)?;
+            record.iter().map(|h| normalize(trimmed(h))).collect()
+        }
         None => Vec::new(),
     };
-    let mut rows = Vec::new();
-    let mut lines = Vec::new();
+    let mut table = Table::new(header);
+    // Sized once from the file (gzip'd text is typically 3–5× smaller than its text): growing by
+    // doubling would copy the buffers and hold old and new at once. Capacity never written costs
+    // no memory.
+    let on_disk = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
+    let text_bytes = if is_gzip(path) { on_disk.saturating_mul(4) } else { on_disk };
+    table.text.reserve(text_bytes);
+    table.ends.reserve(text_bytes / 4);
     loop {
-        let after = lines.last().map_or(1, |l| l + 1);
+        let after = table.lines.last().map_or(1, |l| l + 1);
         let Some(line) = csv.next(&mut record).map_err(|e| malformed(after, e.to_string()))? else { break };
-        if record.len() != header.len() {
-            return Err(malformed(line, format!("{} fields, but the header has {}", record.len(), header.len())));
+        if record.len() != table.header.len() {
+            return Err(malformed(line, format!("{} fields, but the header has {}", record.len(), table.header.len())));
         }
-        rows.push(fields(&record, line)?);
-        lines.push(line);
+        text(&record, line)?;
+        table.push_row(record.iter().map(trimmed), line);
     }
-    Ok(Table { header, rows, lines })
+    Ok(table)
 }
 
 /// Recognises a tick file from its header (or first JSON message); `None` means "not ticks" (bars).
@@ -247,8 +288,8 @@ fn symbol_from(table: &Table, given: Option<&Symbol>, path: &Path) -> Result<Sym
         return Ok(s.clone());
     }
     if let Some(i) = table.col(&["symbol"]) {
-        if let Some(row) = table.rows.first() {
-            return Ok(Symbol::new(&row[i].replace('/', ""))?);
+        if table.len() > 0 {
+            return Ok(Symbol::new(&table.cell(0, i).replace('/', ""))?);
         }
     }
     Err(DataError::Invalid(format!("{}: the file has no symbol column; name it with --symbol", path.display())))
@@ -282,20 +323,20 @@ pub fn read_ticks(
                 notes.push("no aggressor side column: side recorded as unknown (0)".into());
             }
             let mut out = Trades::default();
-            for (r, row) in t.rows.iter().enumerate() {
-                let line = t.lines[r];
-                out.ts.push(ts.parse(&row[tc]).map_err(|e| bad_ts(line, e))?);
-                out.price.push(num(path, line, "price", &row[pc])?);
-                out.qty.push(num(path, line, "quantity", &row[qc])?);
+            for r in 0..t.len() {
+                let (line, cell) = (t.lines[r], |c| t.cell(r, c));
+                out.ts.push(ts.parse(cell(tc)).map_err(|e| bad_ts(line, e))?);
+                out.price.push(num(path, line, "price", cell(pc))?);
+                out.qty.push(num(path, line, "quantity", cell(qc))?);
                 let side = if let Some(c) = side_col {
-                    match row[c].to_ascii_lowercase().as_str() {
+                    match cell(c).to_ascii_lowercase().as_str() {
                         "buy" | "b" | "bid" => 1.0,
                         "sell" | "s" | "ask" => -1.0,
                         _ => 0.0,
                     }
                 } else if let Some(c) = maker_col {
                     // The buyer was the maker, so the seller was the aggressor.
-                    match row[c].to_ascii_lowercase().as_str() {
+                    match cell(c).to_ascii_lowercase().as_str() {
                         "true" | "1" => -1.0,
                         "false" | "0" => 1.0,
                         _ => 0.0,
@@ -314,13 +355,13 @@ pub fn read_ticks(
             let (bc, ac) = (t.col(&["bid"]).unwrap_or(0), t.col(&["ask"]).unwrap_or(0));
             let (bs, asz) = (t.col(&["bid_size", "bid_qty"]), t.col(&["ask_size", "ask_qty"]));
             let mut b = BookSnapshots { depth: 1, ..Default::default() };
-            for (r, row) in t.rows.iter().enumerate() {
-                let line = t.lines[r];
-                b.ts.push(ts.parse(&row[tc]).map_err(|e| bad_ts(line, e))?);
-                b.bid_px.push(num(path, line, "bid", &row[bc])?);
-                b.ask_px.push(num(path, line, "ask", &row[ac])?);
-                b.bid_sz.push(bs.map(|c| num(path, line, "bid_size", &row[c])).transpose()?.unwrap_or(f64::NAN));
-                b.ask_sz.push(asz.map(|c| num(path, line, "ask_size", &row[c])).transpose()?.unwrap_or(f64::NAN));
+            for r in 0..t.len() {
+                let (line, cell) = (t.lines[r], |c| t.cell(r, c));
+                b.ts.push(ts.parse(cell(tc)).map_err(|e| bad_ts(line, e))?);
+                b.bid_px.push(num(path, line, "bid", cell(bc))?);
+                b.ask_px.push(num(path, line, "ask", cell(ac))?);
+                b.bid_sz.push(bs.map(|c| num(path, line, "bid_size", cell(c))).transpose()?.unwrap_or(f64::NAN));
+                b.ask_sz.push(asz.map(|c| num(path, line, "ask_size", cell(c))).transpose()?.unwrap_or(f64::NAN));
             }
             Ok((sym, TickData::Book(b), notes))
         }
@@ -331,15 +372,15 @@ pub fn read_ticks(
             let levels = (0..).take_while(|i| t.col(&[&format!("asks[{i}].price")]).is_some()).count();
             let depth = depth.min(levels);
             let mut b = BookSnapshots { depth, ..Default::default() };
-            for (r, row) in t.rows.iter().enumerate() {
-                let line = t.lines[r];
-                b.ts.push(ts.parse(&row[tc]).map_err(|e| bad_ts(line, e))?);
+            for r in 0..t.len() {
+                let (line, cell) = (t.lines[r], |c| t.cell(r, c));
+                b.ts.push(ts.parse(cell(tc)).map_err(|e| bad_ts(line, e))?);
                 for k in 0..depth {
                     for (side, px, sz) in
                         [("bids", &mut b.bid_px, &mut b.bid_sz), ("asks", &mut b.ask_px, &mut b.ask_sz)]
                     {
-                        let p = t.col(&[&format!("{side}[{k}].price")]).map(|c| row[c].as_str()).unwrap_or("");
-                        let a = t.col(&[&format!("{side}[{k}].amount")]).map(|c| row[c].as_str()).unwrap_or("");
+                        let p = t.col(&[&format!("{side}[{k}].price")]).map(cell).unwrap_or("");
+                        let a = t.col(&[&format!("{side}[{k}].amount")]).map(cell).unwrap_or("");
                         let col = format!("{side}[{k}]");
                         px.push(if p.is_empty() { f64::NAN } else { num(path, line, &col, p)? });
                         sz.push(if a.is_empty() { f64::NAN } else { num(path, line, &col, a)? });
@@ -355,31 +396,30 @@ pub fn read_ticks(
             let (tc, sc, uc, pc, qc) =
                 (col("timestamp")?, col("side")?, col("update_type")?, col("price")?, col("qty")?);
             let luc = t.col(&["last_update_id"]);
-            if !t.rows.iter().any(|r| r[uc] == "snap") {
+            if !(0..t.len()).any(|r| t.cell(r, uc) == "snap") {
                 notes.push("no snapshot rows: the book is built from updates alone and may miss levels".into());
             }
             let mut book = Book::default();
             let mut out = BookSnapshots { depth, ..Default::default() };
             let mut i = 0;
-            while i < t.rows.len() {
+            while i < t.len() {
                 // One message: rows sharing timestamp and last update id.
-                let key = |r: &Vec<String>| (r[tc].clone(), luc.map(|c| r[c].clone()));
-                let k0 = key(&t.rows[i]);
+                let key = |r: usize| (t.cell(r, tc), luc.map(|c| t.cell(r, c)));
+                let k0 = key(i);
                 let start = i;
-                while i < t.rows.len() && key(&t.rows[i]) == k0 {
+                while i < t.len() && key(i) == k0 {
                     i += 1;
                 }
-                if t.rows[start][uc] == "snap" {
+                if t.cell(start, uc) == "snap" {
                     book = Book::default();
                 }
                 for r in start..i {
-                    let row = &t.rows[r];
-                    let line = t.lines[r];
-                    let px = num(path, line, "price", &row[pc])?;
-                    let qty = num(path, line, "qty", &row[qc])?;
-                    book.set(row[sc] == "b" || row[sc] == "bid", px, qty);
+                    let (line, cell) = (t.lines[r], |c| t.cell(r, c));
+                    let px = num(path, line, "price", cell(pc))?;
+                    let qty = num(path, line, "qty", cell(qc))?;
+                    book.set(cell(sc) == "b" || cell(sc) == "bid", px, qty);
                 }
-                let stamp = ts.parse(&t.rows[start][tc]).map_err(|e| bad_ts(t.lines[start], e))?;
+                let stamp = ts.parse(t.cell(start, tc)).map_err(|e| bad_ts(t.lines[start], e))?;
                 book.snapshot_into(stamp, &mut out);
             }
             Ok((sym, TickData::Book(out), notes))

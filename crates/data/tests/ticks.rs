@@ -102,4 +102,15 @@ fn trade_files_name_the_physical_line_of_a_bad_row() {
     let (_, data, _) = read().unwrap();
     let TickData::Trades(t) = data else { panic!("not trades") };
     assert_eq!(t.price, vec![39432.48, 39432.5]);
+    // Bytes that are not UTF-8 are refused at their line, also when two fields' bytes would make
+    // a valid character only together (a lead byte ending one field, its continuation starting
+    // the next).
+    for bad in [&b"1610064000300,\xff9432.5,0.2"[..], &b"1610064000300,39432.5\xc3,\xa90.2"[..]] {
+        let mut text = b"time,price,qty\n1610064000278,39432.48, 0.1\n".to_vec();
+        text.extend_from_slice(bad);
+        text.push(b'\n');
+        std::fs::write(&path, text).unwrap();
+        let err = read().unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("not valid UTF-8"), "{err}");
+    }
 }
