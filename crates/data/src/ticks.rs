@@ -147,11 +147,8 @@ impl Table {
 }
 
 fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
-    let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| DataError::io(path, e))?;
     let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+    Ok(if is_gzip(path) {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
     } else {
         Box::new(BufReader::new(f))
@@ -202,13 +199,14 @@ fn read_table(path: &Path) -> Result<Table> {
         None => Vec::new(),
     };
     let mut table = Table::new(header);
-    // Sized once from the file (gzip'd text is typically 3–5× smaller than its text): growing by
-    // doubling would copy the buffers and hold old and new at once. Capacity never written costs
-    // no memory.
+    // Sized once from the file (gzip'd text is typically 3–5× smaller than its text; a cell takes
+    // at least a byte and its delimiter, typically 8 or more): growing by doubling would copy the
+    // buffers and hold old and new at once. Capacity never written costs no memory; a reservation
+    // the system refuses (a huge file) is left to growth instead of aborting.
     let on_disk = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
     let text_bytes = if is_gzip(path) { on_disk.saturating_mul(4) } else { on_disk };
-    table.text.reserve(text_bytes);
-    table.ends.reserve(text_bytes / 4);
+    let _ = table.text.try_reserve(text_bytes);
+    let _ = table.ends.try_reserve(text_bytes / 8);
     loop {
         let after = table.lines.last().map_or(1, |l| l + 1);
         let Some(line) = csv.next(&mut record).map_err(|e| malformed(after, e.to_string()))? else { break };
