@@ -247,9 +247,7 @@ impl BarStore {
         let Lineage { ingest, derived_from, last_bar_incomplete } = lineage;
         let dir = self.series_dir(symbol, tf);
         fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(|e| DataError::io(&lock_path, e))?;
-        lock.lock().map_err(|e| DataError::io(&lock_path, e))?;
+        let _lock = lock_series_dir(&dir)?;
 
         // Re-read under the lock: another writer may have committed since the plan was made.
         let current = self.meta(symbol, tf)?;
@@ -374,6 +372,24 @@ fn same_row(a: &Bars, i: usize, b: &Bars, j: usize) -> bool {
         && eq(&a.close, &b.close)
         && eq(&a.volume, &b.volume)
         && a.extras.iter().zip(&b.extras).all(|(x, y)| eq(&x.values, &y.values))
+}
+
+/// Takes the directory's writer lock (held until the returned file is dropped) and removes the
+/// temporary files of writers that were killed: under the lock no live writer has any.
+pub(crate) fn lock_series_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(".lock");
+    let lock = File::create(&lock_path).map_err(|e| DataError::io(&lock_path, e))?;
+    lock.lock().map_err(|e| DataError::io(&lock_path, e))?;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(lock)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {

@@ -668,6 +668,7 @@ fn to_columns(data: &TickData) -> crate::parquet_io::TimedColumns {
 pub fn store_ticks(home: &Path, data: &TickData, report: &TickReport) -> Result<(TickMeta, bool)> {
     let dir = tick_dir(home, &report.symbol, data.kind());
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+    let _lock = crate::store::lock_series_dir(&dir)?;
     let (ts, cols) = to_columns(data);
     let named: Vec<(&str, &[f64])> = cols.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     let hash = crate::store::hash_columns(&ts, &named);

@@ -53,6 +53,24 @@ fn reingest_overlap_and_conflict() {
     assert_eq!(quality.series.rows_kept, 4);
 }
 
+/// A writer killed mid-write leaves a temporary file; the next write of the series removes it,
+/// also when that write finds nothing to change (the case a killed-ingest CI run caught).
+#[test]
+fn killed_writers_leftovers_are_removed_by_the_next_write_even_when_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let store = BarStore::open(&home).unwrap();
+    let a = write(dir.path(), "a.csv", &[(0, 10.0, 1.0), (60_000, 11.0, 2.0)]);
+    ingest(&store, &a, &options(Some("X"))).unwrap();
+    let series_dir = home.join("bars/X/1m");
+    let leftover = series_dir.join(".bars-0123456789abcdef.parquet.tmp-99999");
+    std::fs::write(&leftover, b"half a parquet file").unwrap();
+    let again = ingest(&store, &a, &options(Some("X"))).unwrap();
+    assert!(again.series[0].stored.as_ref().unwrap().unchanged);
+    assert!(!leftover.exists(), "leftover of a killed writer survived an unchanged re-ingest");
+    assert!(series_dir.join("meta.json").exists() && series_dir.join(".lock").exists());
+}
+
 #[test]
 fn content_hash_depends_on_values_not_on_the_file() {
     let dir = tempfile::tempdir().unwrap();
