@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeatureInput {
@@ -99,52 +99,6 @@ impl<'de> Deserialize<'de> for Value {
 
 impl<'de> Deserialize<'de> for FeatureInput {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The JSON text of the value, already checked to be valid JSON by the parser. A plain array
-        // of numbers (what clients send on the hot path) is read by `plain_number_array`: serde_json's
-        // exact float parsing was a tenth of the server's CPU under load. Anything else goes through
-        // the general reader below.
-        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
-        if let Some(vector) = plain_number_array(raw.get()) {
-            return Ok(vector);
-        }
-        serde_json::from_str::<General>(raw.get()).map(|g| g.0).map_err(|e| {
-            // The position is the outer parser's to add; the inner one counts from the value's start.
-            let message = e.to_string();
-            let position = format!(" at line {} column {}", e.line(), e.column());
-            D::Error::custom(message.strip_suffix(&position).unwrap_or(&message))
-        })
-    }
-}
-
-/// The numbers of `[n, n, …]` (JSON whitespace allowed) as a vector, or None when the array holds
-/// anything else or the text is not an array. `text` must be valid JSON, so each number token
-/// follows JSON's grammar, and Rust's parser rounds it exactly as serde_json's `float_roundtrip`
-/// does (integers too: both round to the nearest double). A number beyond a double's range
-/// (`1e999`) is kept as a bad value, so the answer names its feature.
-fn plain_number_array(text: &str) -> Option<FeatureInput> {
-    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
-    let mut values = Vec::with_capacity(inner.len() / 8 + 1);
-    let mut bad = Vec::new();
-    if !inner.bytes().all(|b| b.is_ascii_whitespace()) {
-        for (i, token) in inner.split(',').enumerate() {
-            let token = token.trim_matches(|c: char| c.is_ascii_whitespace());
-            if !token.bytes().next().is_some_and(|b| b == b'-' || b.is_ascii_digit()) {
-                return None; // null, a string, a nested value: the general reader describes it
-            }
-            match token.parse::<f64>() {
-                Ok(x) if x.is_finite() => values.push(x),
-                _ => bad.push((i, format!("{token}, beyond the range of a double"))),
-            }
-        }
-    }
-    Some(FeatureInput::Vector { values, bad })
-}
-
-/// The general reader: arrays with non-numbers and name → value objects.
-struct General(FeatureInput);
-
-impl<'de> Deserialize<'de> for General {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = FeatureInput;
@@ -176,7 +130,7 @@ impl<'de> Deserialize<'de> for General {
                 Ok(FeatureInput::Named { values, bad })
             }
         }
-        deserializer.deserialize_any(V).map(General)
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -204,93 +158,5 @@ mod tests {
         // Exact: the same bits as Rust's own parser.
         let x: FeatureInput = serde_json::from_str("[0.30000000000000004, 5.233]").unwrap();
         assert_eq!(x, FeatureInput::Vector { values: vec![0.30000000000000004, 5.233], bad: vec![] });
-        // Inside a request, a wrong type is an error at the field, positioned in the whole body.
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Request {
-            features: FeatureInput,
-        }
-        let e = serde_json::from_str::<Request>("{\"features\": \"1,2\"}").unwrap_err();
-        assert_eq!(e.classify(), serde_json::error::Category::Data);
-        assert!(e.to_string().starts_with("invalid type: string \"1,2\", expected an array of numbers"), "{e}");
-        assert_eq!(e.to_string().matches(" at line ").count(), 1, "{e}");
-        assert_eq!((e.line(), e.column()), (1, 19), "{e}");
-    }
-
-    /// The plain-array reader gives exactly serde_json's values (float_roundtrip) for every kind of
-    /// number token, and leaves every other array to the general reader.
-    #[test]
-    fn plain_arrays_read_exactly_as_serde_json_reads_them() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let mut tokens: Vec<String> = [
-            "0",
-            "-0",
-            "1",
-            "-1",
-            "0.1",
-            "1e5",
-            "1E-5",
-            "-2.5e+300",
-            "1e-320",
-            "4.9e-324",
-            "2e-324",
-            "1.7976931348623157e308",
-            "9007199254740993",
-            "18446744073709551615",
-            "18446744073709551616",
-            "-9223372036854775808",
-            "123456789012345678901234567890",
-            "0.30000000000000004",
-            "2.2250738585072011e-308",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for _ in 0..20_000 {
-            let bits = next();
-            let x = f64::from_bits(bits);
-            if x.is_finite() {
-                tokens.push(format!("{x:?}"));
-                tokens.push(format!("{x:e}"));
-            }
-            tokens.push(format!("{}.{}e{}", next() % 100_000, next(), (next() % 620) as i64 - 320));
-            tokens.push(format!("{}", next() as i64));
-        }
-        for chunk in tokens.chunks(37) {
-            let text = format!("[ {} ]", chunk.join(" ,\n"));
-            let expected: Vec<f64> = serde_json::from_str::<Vec<serde_json::Value>>(&text)
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            let Some(FeatureInput::Vector { values: got, bad }) = plain_number_array(&text) else {
-                panic!("{text}: not read as a plain array")
-            };
-            assert!(bad.is_empty(), "{text}: {bad:?}");
-            let same =
-                got.len() == expected.len() && got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{text}: {got:?} vs {expected:?}");
-            let via_serde: FeatureInput = serde_json::from_str(&text).unwrap();
-            assert_eq!(via_serde, FeatureInput::Vector { values: got, bad: vec![] });
-        }
-        let empty = Some(FeatureInput::Vector { values: vec![], bad: vec![] });
-        assert_eq!(plain_number_array("[]"), empty);
-        assert_eq!(plain_number_array("[ \n ]"), empty);
-        assert_eq!(
-            plain_number_array("[1, -1e999, 2]"),
-            Some(FeatureInput::Vector {
-                values: vec![1.0, 2.0],
-                bad: vec![(1, "-1e999, beyond the range of a double".into())]
-            })
-        );
-        for other in ["[1, null]", "[\"1\"]", "[[1]]", "[1, {}]", "[true]", "{\"a\": 1}"] {
-            assert_eq!(plain_number_array(other), None, "{other}");
-        }
     }
 }
