@@ -114,3 +114,25 @@ fn trade_files_name_the_physical_line_of_a_bad_row() {
         assert!(err.contains("line 3") && err.contains("not valid UTF-8"), "{err}");
     }
 }
+
+/// A tick ingest killed mid-write leaves a temporary file; storing the same series again (a no-op)
+/// removes it under the series' lock, and the stored series is untouched.
+#[test]
+fn a_killed_tick_writers_leftover_is_removed_by_the_next_store() {
+    use quantpipe_data::ticks::{ingest_ticks, tick_dir, tick_meta};
+    let home = tempfile::tempdir().unwrap();
+    let path = shared("orderbook_ticks/binance_btcusdt_trades.parquet");
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    ingest_ticks(home.path(), &path, TickFormat::Trades, Some(&sym), 10, false).unwrap();
+    let before = tick_meta(home.path(), &sym, "trades").unwrap();
+    let leftover = tick_dir(home.path(), &sym, "trades").join(".trades-0123456789abcdef.parquet.tmp-99999");
+    std::fs::write(&leftover, b"half a file").unwrap();
+    ingest_ticks(home.path(), &path, TickFormat::Trades, Some(&sym), 10, false).unwrap();
+    assert!(!leftover.exists(), "leftover of a killed tick writer survived");
+    let after = tick_meta(home.path(), &sym, "trades").unwrap();
+    assert_eq!(
+        (after.rows, &after.content_hash, &after.data_file),
+        (before.rows, &before.content_hash, &before.data_file)
+    );
+    assert_eq!(after.rows, 2001);
+}
