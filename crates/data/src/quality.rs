@@ -67,6 +67,13 @@ impl ProblemTally {
             self.examples.push(example);
         }
     }
+
+    /// Adds the problems of `later`, found after these.
+    pub fn append(&mut self, later: ProblemTally) {
+        self.count += later.count;
+        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(later.examples.into_iter().take(room));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

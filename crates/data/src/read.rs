@@ -196,15 +196,27 @@ pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
         return crate::parquet_io::read_parquet_bars(path, opts);
     }
     refuse_misnamed_parquet(path, &magic[..got])?;
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let count = Arc::new(AtomicU64::new(0));
-    let counting = CountingReader { inner: file, count: count.clone() };
     let gzip = got >= 2 && magic[..2] == [0x1f, 0x8b];
-    let reader: Box<dyn Read> = if gzip {
-        // Inflate on a second thread so that decompression and parsing overlap.
-        Box::new(ThreadedReader::spawn(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counting))))
-    } else {
-        Box::new(counting)
+    let count = Arc::new(AtomicU64::new(0));
+    let whole = read_whole_text(path, gzip, total)?;
+    let reader: Box<dyn Read + '_> = match &whole {
+        Some(text) => {
+            count.store(total, Ordering::Relaxed);
+            Box::new(text.as_slice())
+        }
+        None => {
+            let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+            let counting = CountingReader { inner: file, count: count.clone() };
+            if gzip {
+                // Inflate on a second thread so that decompression and parsing overlap.
+                Box::new(ThreadedReader::spawn(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                    1 << 16,
+                    counting,
+                ))))
+            } else {
+                Box::new(counting)
+            }
+        }
     };
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
     let head = buffered.fill_buf().map_err(|e| text_read_error(path, gzip, 0, e))?.to_vec();
@@ -227,7 +239,22 @@ pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<ReadOutcome> {
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or(text);
     let delimiter = sniff_delimiter(first_line);
     let format = if gzip { FileFormat::CsvGzip } else { FileFormat::Csv };
-    read_csv(path, format, delimiter, buffered, opts, &count, total)
+    let after_bom = whole.as_deref().map(|t| &t[if bom { 3 } else { 0 }..]);
+    read_csv(path, format, delimiter, buffered, after_bom, opts, &count, total)
+}
+
+/// Plain (uncompressed) files up to this size are read whole and their lines parsed on both cores;
+/// longer ones, and gzip files, stream through a bounded buffer. (A gzip file is inflated on its own
+/// thread while the lines are parsed; inflating it whole first, even with libdeflate, measured
+/// slower than that overlap.)
+const WHOLE_TEXT_BYTES: u64 = 256 << 20;
+
+/// The whole text of a plain file small enough to hold, or None when it is to be streamed.
+fn read_whole_text(path: &Path, gzip: bool, total: u64) -> Result<Option<Vec<u8>>> {
+    if gzip || total > WHOLE_TEXT_BYTES {
+        return Ok(None);
+    }
+    std::fs::read(path).map(Some).map_err(|e| DataError::io(path, e))
 }
 
 /// A file named `.parquet` or `.pq` (any letter case) that does not start with `PAR1` is refused:
@@ -285,11 +312,15 @@ fn text_read_error(path: &Path, gzip: bool, rows: u64, e: std::io::Error) -> Dat
     }
 }
 
+/// `whole` is the file's text after any byte-order mark when it is held in memory; `reader` reads the
+/// same text.
+#[allow(clippy::too_many_arguments)]
 fn read_csv<R: Read>(
     path: &Path,
     format: FileFormat,
     delimiter: u8,
     mut reader: BufReader<R>,
+    whole: Option<&[u8]>,
     opts: &ReadOptions,
     count: &AtomicU64,
     total: u64,
@@ -326,7 +357,10 @@ fn read_csv<R: Read>(
     acc.expect_rows((text_bytes / first_line.len().max(16) as u64).min(1 << 26) as usize);
     opts.progress.start(&path.display().to_string(), total);
     records.first(&layout, &mut acc, &record, 1);
-    records.plain_lines(&layout, &mut acc, reader)?;
+    match whole {
+        Some(text) => records.plain_text(&layout, &mut acc, &text[first_line.len()..])?,
+        None => records.plain_lines(&layout, &mut acc, reader)?,
+    }
     records.finish(acc, format)
 }
 
@@ -520,18 +554,7 @@ impl Records<'_> {
             }
             // Complete lines only, unless the input has ended.
             let complete = if at_end { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |k| k + 1) };
-            let not_plain = crate::split::plain_lines(&buf[..complete], self.delimiter, |content, ends| {
-                line += 1;
-                if content.is_empty() {
-                    return; // the CSV parser skips empty lines without a record
-                }
-                self.record(layout, acc, line, ends.len(), |i| {
-                    let end = *ends.get(i)?;
-                    let begin = if i == 0 { 0 } else { ends[i - 1] + 1 };
-                    Some(&content[begin..end])
-                });
-            });
-            if let Some(start) = not_plain {
+            if let Some(start) = self.plain_slice(layout, acc, &buf[..complete], &mut line) {
                 let rest = std::io::Cursor::new(buf[start..].to_vec()).chain(reader);
                 let mut csv = NumberedCsv::new(self.delimiter, rest, line);
                 return self.with_csv_parser(layout, acc, &mut csv);
@@ -540,6 +563,84 @@ impl Records<'_> {
             if at_end {
                 return Ok(());
             }
+        }
+    }
+
+    /// Reads the plain lines of `text` (whole lines, or the file's end) into `acc`, counting them in
+    /// `line`; returns the offset of the first line that is not plain, with `line` then counting
+    /// the lines before it.
+    fn plain_slice(&mut self, layout: &Layout, acc: &mut Accumulator, text: &[u8], line: &mut u64) -> Option<usize> {
+        crate::split::plain_lines(text, self.delimiter, |content, ends| {
+            *line += 1;
+            if content.is_empty() {
+                return; // the CSV parser skips empty lines without a record
+            }
+            self.record(layout, acc, *line, ends.len(), |i| {
+                let end = *ends.get(i)?;
+                let begin = if i == 0 { 0 } else { ends[i - 1] + 1 };
+                Some(&content[begin..end])
+            });
+        })
+    }
+
+    /// Reads `text`, which follows `line` lines, in order: split while lines are plain, then the
+    /// CSV parser from the first that is not.
+    fn in_order(&mut self, layout: &Layout, acc: &mut Accumulator, text: &[u8], mut line: u64) -> Result<()> {
+        match self.plain_slice(layout, acc, text, &mut line) {
+            None => Ok(()),
+            Some(start) => {
+                let mut csv = NumberedCsv::new(self.delimiter, std::io::Cursor::new(&text[start..]), line);
+                self.with_csv_parser(layout, acc, &mut csv)
+            }
+        }
+    }
+
+    /// Reads the lines after the first of a text held in memory, on two threads: this one reads
+    /// the first half into `acc`, a second one the other half into an accumulator of its own,
+    /// appended after. That equals reading in order: the halves meet at a line end, the second
+    /// starts from the state the first had (timestamp unit, time zone) and is read again, in
+    /// order, if the first half changed that state; and from a first half's line that is not
+    /// plain, everything after is read in order by the CSV parser, as `plain_lines` does.
+    fn plain_text(&mut self, layout: &Layout, acc: &mut Accumulator, text: &[u8]) -> Result<()> {
+        /// Lines read first, in order, so that the state the halves start from is settled.
+        const SETTLE_BYTES: usize = 1 << 16;
+        /// Below this much text a second thread costs more than it saves.
+        const PARALLEL_BYTES: usize = 1 << 20;
+        let mut line = 1u64; // the first line was read before
+        let settled = line_end_at_or_after(text, SETTLE_BYTES);
+        if let Some(start) = self.plain_slice(layout, acc, &text[..settled], &mut line) {
+            return self.in_order(layout, acc, &text[start..], line);
+        }
+        let rest = &text[settled..];
+        if rest.len() < PARALLEL_BYTES {
+            return self.in_order(layout, acc, rest, line);
+        }
+        let (first, second) = rest.split_at(line_end_at_or_after(rest, rest.len() / 2));
+        let state = acc.state();
+        let bytes_per_line = (settled / (line as usize).max(1)).max(8);
+        let mut second_acc = acc.fork(second.len() / bytes_per_line + 1);
+        let (path, gzip, delimiter, opts, count) = (self.path, self.gzip, self.delimiter, self.opts, self.count);
+        let lines_before_second = line + memchr::memchr_iter(b'\n', first).count() as u64;
+        let (first_stop, second_read) = std::thread::scope(|scope| {
+            let second_half = scope.spawn(move || {
+                let mut records = Records { path, gzip, delimiter, opts, count, rows: 0 };
+                let mut line = lines_before_second;
+                let plain = records.plain_slice(layout, &mut second_acc, second, &mut line).is_none();
+                plain.then_some((second_acc, records.rows))
+            });
+            let first_stop = self.plain_slice(layout, acc, first, &mut line);
+            (first_stop, second_half.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        });
+        if let Some(start) = first_stop {
+            return self.in_order(layout, acc, &rest[start..], line);
+        }
+        match second_read {
+            Some((second_acc, rows)) if acc.state() == state => {
+                acc.append(second_acc);
+                self.rows += rows;
+                Ok(())
+            }
+            _ => self.in_order(layout, acc, second, lines_before_second),
         }
     }
 
@@ -720,6 +821,43 @@ impl Accumulator {
         }
     }
 
+    /// What decides how later rows are read: the epoch unit and time zone of the rows so far.
+    fn state(&self) -> (Option<EpochUnit>, Option<Zone>) {
+        (self.epoch_unit, self.zone)
+    }
+
+    /// An empty accumulator that reads rows as this one would from here on, sized for `rows`.
+    fn fork(&self, rows: usize) -> Accumulator {
+        let mut fork = Accumulator::new(&self.layout, self.fixed_symbol.clone(), self.filter_to_fixed);
+        (fork.epoch_unit, fork.zone) = self.state();
+        fork.expect_rows(rows);
+        fork
+    }
+
+    /// Appends the rows of `later`, read from the lines after this one's.
+    fn append(&mut self, later: Accumulator) {
+        let mut remap = HashMap::new();
+        for (k, series) in later.series.into_iter().enumerate() {
+            let at = match self.series.iter().position(|s| s.symbol == series.symbol) {
+                Some(i) => {
+                    self.series[i].append(series);
+                    i
+                }
+                None => {
+                    self.series.push(series);
+                    self.series.len() - 1
+                }
+            };
+            remap.insert(k, at);
+        }
+        for (raw, k) in later.index {
+            self.index.entry(raw).or_insert(remap[&k]);
+        }
+        self.last_symbol = None;
+        self.file_problems.append(later.file_problems);
+        self.rows_of_other_symbols += later.rows_of_other_symbols;
+    }
+
     fn series_index(&mut self, raw: &[u8], line: u64) -> Option<usize> {
         if let Some((name, i)) = &self.last_symbol {
             if name.as_slice() == raw {
@@ -882,6 +1020,35 @@ impl Accumulator {
     }
 }
 
+impl RawSeries {
+    /// Appends the rows of `later`, the same symbol's rows from later lines.
+    fn append(&mut self, mut later: RawSeries) {
+        let (bars, more) = (&mut self.bars, &mut later.bars);
+        bars.ts.append(&mut more.ts);
+        for (column, more) in [
+            (&mut bars.open, &mut more.open),
+            (&mut bars.high, &mut more.high),
+            (&mut bars.low, &mut more.low),
+            (&mut bars.close, &mut more.close),
+            (&mut bars.volume, &mut more.volume),
+        ] {
+            column.append(more);
+        }
+        for (column, more) in bars.extras.iter_mut().zip(&mut more.extras) {
+            column.values.append(&mut more.values);
+        }
+        self.lines.append(&mut later.lines);
+        self.unparseable.append(later.unparseable);
+        self.non_finite.append(later.non_finite);
+    }
+}
+
+/// The offset just after the first `\n` at or after `at`, or the text's length.
+fn line_end_at_or_after(text: &[u8], at: usize) -> usize {
+    let at = at.min(text.len());
+    memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |k| at + k + 1)
+}
+
 fn new_series(symbol: Symbol, layout: &Layout) -> RawSeries {
     RawSeries {
         symbol,
@@ -889,5 +1056,94 @@ fn new_series(symbol: Symbol, layout: &Layout) -> RawSeries {
         lines: Vec::with_capacity(1024),
         unparseable: ProblemTally::default(),
         non_finite: ProblemTally::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outcome of reading `text` as a plain CSV file streamed, and held whole (two threads).
+    fn streamed_and_whole(text: &[u8]) -> (String, String) {
+        let opts = ReadOptions::default();
+        let count = AtomicU64::new(0);
+        let path = Path::new("in-memory.csv");
+        let total = text.len() as u64;
+        let read = |whole| {
+            let outcome = read_csv(path, FileFormat::Csv, b',', BufReader::new(text), whole, &opts, &count, total);
+            format!("{outcome:#?}")
+        };
+        (read(None), read(Some(text)))
+    }
+
+    /// A multi-symbol file of `rows` rows after its header, with a problem of each kind that the
+    /// reader tallies (wrong field count, bad symbol, unparseable and NaN values, blank lines) spread
+    /// over it, a symbol first seen near the end, and `line(i)` able to replace any row.
+    fn multi_symbol_text(rows: usize, line: impl Fn(usize) -> Option<String>) -> Vec<u8> {
+        let mut text = String::from("ts,symbol,open,high,low,close,volume\n");
+        for i in 0..rows {
+            if let Some(l) = line(i) {
+                text.push_str(&l);
+                continue;
+            }
+            let symbol = if i > rows * 9 / 10 && i % 3 == 0 { "LATE" } else { ["AAA", "BBB"][i % 2] };
+            let ts = 1_600_000_000_000u64 + (i as u64 / 2) * 60_000;
+            let p = 100.0 + (i % 97) as f64 * 0.25;
+            match i % 50_021 {
+                7 => text.push_str(&format!("{ts},{symbol},{p}\n")),
+                11 => text.push_str(&format!("{ts},bad symbol!,{p},{p},{p},{p},1\n")),
+                13 => text.push_str(&format!("{ts},{symbol},{p},x{p},{p},{p},1\n")),
+                17 => text.push_str(&format!("{ts},{symbol},{p},NaN,{p},{p},1\n")),
+                19 => text.push('\n'),
+                _ => text.push_str(&format!("{ts},{symbol},{p},{},{},{p},{}.5\n", p + 0.5, p - 0.5, i % 13)),
+            }
+        }
+        text.into_bytes()
+    }
+
+    #[test]
+    fn a_whole_text_read_on_two_threads_equals_the_streamed_read() {
+        let text = multi_symbol_text(120_000, |_| None);
+        assert!(text.len() > 4 << 20, "large enough for two threads");
+        let (streamed, whole) = streamed_and_whole(&text);
+        assert!(streamed.contains("LATE") && streamed.contains("unparseable") && streamed.contains("NaN"));
+        assert_eq!(streamed, whole);
+    }
+
+    #[test]
+    fn a_quoted_line_in_either_half_sends_the_rest_to_the_csv_parser_as_when_streamed() {
+        for at in [30_000, 100_000] {
+            let text = multi_symbol_text(120_000, |i| {
+                (i == at).then(|| "1600000000000,\"AAA\",1,\"2\",0.5,1,\"1,5\"\n".to_string())
+            });
+            let (streamed, whole) = streamed_and_whole(&text);
+            assert_eq!(streamed, whole, "quoted line at row {at}");
+        }
+    }
+
+    #[test]
+    fn a_first_half_that_settles_the_epoch_unit_late_makes_the_second_half_read_again() {
+        // ISO timestamps, then from row 40,000 (past the lines read to settle the state, in the
+        // first half) a few epoch integers in milliseconds, then in seconds: the first integer sets
+        // the unit for all that follow. The second half alone would take its own first integer
+        // for seconds; read in order, it is taken in milliseconds.
+        let text = multi_symbol_text(120_000, |i| {
+            let minute = i / 2;
+            match i {
+                _ if i < 40_000 => Some(format!(
+                    "2020-01-{:02}T{:02}:{:02}:00Z,{},1,2,0.5,1,1\n",
+                    1 + minute / 1440,
+                    minute / 60 % 24,
+                    minute % 60,
+                    ["AAA", "BBB"][i % 2]
+                )),
+                _ if i < 40_010 => {
+                    Some(format!("{},{},1,2,0.5,1,1\n", 1_600_000_000_000u64 + minute as u64, ["AAA", "BBB"][i % 2]))
+                }
+                _ => Some(format!("{},{},1,2,0.5,1,1\n", 1_600_000_000u64 + minute as u64, ["AAA", "BBB"][i % 2])),
+            }
+        });
+        let (streamed, whole) = streamed_and_whole(&text);
+        assert_eq!(streamed, whole);
     }
 }

@@ -41,6 +41,27 @@ fn filusdt_two_missing_months_are_the_only_gaps() {
     assert!(r.score > 90.0 && r.score < 100.0, "{}", r.score);
 }
 
+/// The uncompressed file is read whole and parsed on two threads; the gzip file streams through one
+/// parser. Both must store the same bars.
+#[test]
+fn filusdt_uncompressed_read_on_two_threads_stores_what_the_streamed_gzip_stores() {
+    use std::io::Read;
+    let gz = shared("filusdt_perp_1m_2023.csv.gz");
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("filusdt_perp_1m_2023.csv");
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()).read_to_end(&mut text).unwrap();
+    std::fs::write(&plain, &text).unwrap();
+    let hash = |path: &std::path::Path| {
+        let store =
+            BarStore::open(&dir.path().join(format!("store-{}", path.extension().unwrap().to_string_lossy()))).unwrap();
+        let r = ingest(&store, path, &options(Some("FILUSDT"))).unwrap();
+        assert_eq!(r.rows, 347_040);
+        r.series[0].stored.as_ref().unwrap().content_hash.clone()
+    };
+    assert_eq!(hash(&plain), hash(&gz));
+}
+
 #[test]
 fn nearusdt_missing_march_june_and_july() {
     let r = single("nearusdt_perp_1m_2023.csv.gz", "NEARUSDT");
