@@ -836,8 +836,9 @@ impl Accumulator {
 
     /// Appends the rows of `later`, read from the lines after this one's.
     fn append(&mut self, later: Accumulator) {
-        let mut remap = HashMap::new();
-        for (k, series) in later.series.into_iter().enumerate() {
+        // Where each of `later`'s series went, by its index there.
+        let mut remap = Vec::with_capacity(later.series.len());
+        for series in later.series {
             let at = match self.series.iter().position(|s| s.symbol == series.symbol) {
                 Some(i) => {
                     self.series[i].append(series);
@@ -848,10 +849,10 @@ impl Accumulator {
                     self.series.len() - 1
                 }
             };
-            remap.insert(k, at);
+            remap.push(at);
         }
         for (raw, k) in later.index {
-            self.index.entry(raw).or_insert(remap[&k]);
+            self.index.entry(raw).or_insert(remap[k]);
         }
         self.last_symbol = None;
         self.file_problems.append(later.file_problems);
