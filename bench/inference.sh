@@ -2,7 +2,7 @@
 # Inference benchmark (issue 5): one row and 100 rows of a 200-tree LightGBM model on 50 FILUSDT
 # features: LightGBM's C API vs quantpipe's in-process evaluator vs Python LightGBM vs onnxruntime
 # (quantpipe's ONNX export), same run.
-source "$(dirname "$0")/models_harness.sh" bench_inference inference_python.py
+source "$(dirname "$0")/models_harness.sh" inference inference_python.py
 python3 - "$q" "$p" <<'PY'
 import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

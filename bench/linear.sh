@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Linear-model training (issue 5): logistic regression, least squares and elastic net through
 # quantpipe (own solvers for logistic and elastic net, linfa for least squares) vs scikit-learn on the same 100,000 × 50 FILUSDT matrix, same run.
-source "$(dirname "$0")/models_harness.sh" bench_linear linear_python.py
+source "$(dirname "$0")/models_harness.sh" linear linear_python.py
 python3 - "$q" "$p" <<'PY'
 import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

@@ -6,7 +6,7 @@
 rows="${1:-100000}"
 epochs="${2:-10}"
 export BENCH_ARGS="$rows $epochs" PY_ARGS="$epochs"
-source "$(dirname "$0")/models_harness.sh" bench_neural "neural_python.py"
+source "$(dirname "$0")/models_harness.sh" neural "neural_python.py"
 python3 - "$q" "$p" <<'PY'
 import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

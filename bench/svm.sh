@@ -3,7 +3,7 @@
 # Rust) vs scikit-learn's SVC (LIBSVM in C) on the same standardised FILUSDT rows, same run.
 # usage: bench/svm.sh [ROWS]   (default 10000; kernel SVMs grow with the square of the rows)
 export BENCH_ARGS="${1:-10000}"
-source "$(dirname "$0")/models_harness.sh" bench_svm svm_python.py
+source "$(dirname "$0")/models_harness.sh" svm svm_python.py
 python3 - "$q" "$p" <<'PY'
 import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

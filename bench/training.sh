@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training benchmark (issue 5): LightGBM through quantpipe vs Python LightGBM 4.7.0 on the same
 # 200,000 × 50 FILUSDT matrix, same parameters, 2 threads, same run; checks the models are identical.
-source "$(dirname "$0")/models_harness.sh" bench_training training_python.py
+source "$(dirname "$0")/models_harness.sh" training training_python.py
 python3 - "$q" "$p" <<'PY'
 import json, sys
 q, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

@@ -380,7 +380,7 @@ fn table_rows(path: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<R
         y.push(label);
         if let Some(c) = time_col {
             let text = cell(c);
-            let Some(ts) = row_time(text) else {
+            let Some(ts) = quantpipe_pipeline::config::parse_time_cell(text) else {
                 bail!(
                     "{file}: row {row}, column {:?}: {text:?} is not a time (ISO-8601 such as 2023-10-01T12:30:00Z, or epoch)",
                     header[c]
@@ -419,19 +419,6 @@ fn table_rows(path: &Path, args: &TrainArgs, model_file: &ModelFile) -> Result<R
         y,
         windows: None,
     })
-}
-
-/// A table row's time, for ordering: an epoch number (any unit) or an ISO-8601 UTC time (fractions
-/// of a second and a trailing `Z` allowed).
-fn row_time(text: &str) -> Option<i64> {
-    if let Ok(v) = text.parse::<i64>() {
-        return Some(v);
-    }
-    let whole = text.trim_end_matches('Z');
-    let (whole, fraction) = whole.split_once('.').unwrap_or((whole, ""));
-    let ms = quantpipe_pipeline::config::parse_utc(whole).ok()?;
-    let fraction: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
-    Some(ms + fraction)
 }
 
 /// `1h`, or `60b` for a horizon counted in bars.
@@ -475,20 +462,3 @@ The model file names the family and its parameters (docs/models.md), e.g.\n  \
 kind = \"lightgbm\"\n  objective = \"binary\"\n  num_iterations = 200\n  [preprocess]   # optional; trees default to raw values with NaN kept\n  impute = \"median\"\n\n\
 Classes are the target's distinct values in sorted order (class k is the k-th).\n\
 train.json beside the model records them, the label, the rows used and the held-out scores.";
-
-#[cfg(test)]
-mod tests {
-    use super::row_time;
-
-    #[test]
-    fn table_times_read_as_epochs_or_iso_utc() {
-        assert_eq!(row_time("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(row_time("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(row_time("2023-11-14 22:13:20"), Some(1_700_000_000_000));
-        assert_eq!(row_time("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
-        assert_eq!(row_time("2023-11-14T22:13:20.123456Z"), Some(1_700_000_000_123));
-        assert_eq!(row_time("2023-11-14"), Some(1_699_920_000_000));
-        assert_eq!(row_time("yesterday"), None);
-        assert_eq!(row_time("2023-13-01"), None);
-    }
-}

@@ -1,7 +1,7 @@
 //! From out-of-sample predictions to positions, trades, equity and performance statistics, with costs.
 //!
 //! Accounting is by units and cash, the way a broker books it (and the way vectorbt's
-//! `Portfolio.from_orders(size_type="targetpercent")` does, which `tests/vectorbt_reference.rs` checks):
+//! `Portfolio.from_orders(size_type="targetpercent")` does, which `tests/it/reference.rs` checks):
 //! the position for bar t is decided from the prediction made at the close of bar t and traded at that
 //! close; a trade pays `fee_bps` of its value and fills `slippage_bps` worse than the close; buying never
 //! borrows cash (a buy larger than the cash left is cut to what the cash pays for, fees included);

@@ -1,5 +1,5 @@
 //! Classification and regression metrics with scikit-learn's definitions (checked against it in
-//! `tests/sklearn_reference.rs`), and the information coefficient per date for cross-sectional data.
+//! `tests/it/reference.rs`), and the information coefficient per date for cross-sectional data.
 
 use serde::Serialize;
 

@@ -222,6 +222,19 @@ pub fn parse_utc(raw: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// A table cell's time, for ordering rows: an epoch number (in any unit, returned as written) or an
+/// ISO-8601 UTC time as UTC milliseconds (fractions of a second and a trailing `Z` allowed).
+pub fn parse_time_cell(text: &str) -> Option<i64> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let whole = text.trim_end_matches('Z');
+    let (whole, fraction) = whole.split_once('.').unwrap_or((whole, ""));
+    let ms = parse_utc(whole).ok()?;
+    let fraction: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+    Some(ms + fraction)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
@@ -666,6 +679,18 @@ pub const EXAMPLE: &str = include_str!("../../../examples/quickstart.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_times_read_as_epochs_or_iso_utc() {
+        assert_eq!(parse_time_cell("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_time_cell("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(parse_time_cell("2023-11-14 22:13:20"), Some(1_700_000_000_000));
+        assert_eq!(parse_time_cell("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
+        assert_eq!(parse_time_cell("2023-11-14T22:13:20.123456Z"), Some(1_700_000_000_123));
+        assert_eq!(parse_time_cell("2023-11-14"), Some(1_699_920_000_000));
+        assert_eq!(parse_time_cell("yesterday"), None);
+        assert_eq!(parse_time_cell("2023-13-01"), None);
+    }
 
     /// The first error that parsing or checking a config text reports, or "" when it passes.
     fn check(text: String) -> String {

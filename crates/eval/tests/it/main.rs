@@ -1,0 +1,6 @@
+//! The eval crate's integration tests. Each file here is a module of this one test binary rather than
+//! a binary of its own: every test binary is compiled and linked against the whole dependency tree,
+//! which is a large part of a cold CI build on 2 cores.
+
+mod leakage;
+mod reference;

@@ -1,0 +1,8 @@
+//! The registry crate's integration tests. Each file here is a module of this one test binary rather than
+//! a binary of its own: every test binary is compiled and linked against the whole dependency tree,
+//! which is a large part of a cold CI build on 2 cores.
+
+#[macro_use] // `on_both_backends!` for the modules below
+mod common;
+mod registry;
+mod s3_artifacts;
