@@ -6,6 +6,8 @@ pub mod calendar;
 pub mod parallel;
 pub mod preprocess;
 pub mod scope;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod timeframe;
 

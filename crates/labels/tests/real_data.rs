@@ -3,21 +3,11 @@
 //! label, and a plain re-derivation of each rule (no shared code with the crate) for the others.
 //! Tolerance: 1e-12 relative (the same arithmetic in a different order) unless a check says otherwise.
 
-use std::path::PathBuf;
-
+use quantpipe_core::testing::shared_data_file as shared;
 use quantpipe_core::{Bars, Symbol};
 use quantpipe_data::quality::{validate, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_labels::{uniqueness_weights, Horizon, LabelSpec, Labels};
-
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let p = dir.join(name);
-    assert!(p.exists(), "missing real data file {}", p.display());
-    p
-}
 
 fn load(file: &str, symbol: &str) -> Bars {
     let opts = ReadOptions { symbol: Some(Symbol::new(symbol).unwrap()), ..Default::default() };

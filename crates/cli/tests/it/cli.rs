@@ -3,41 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::common::{json, quantpipe, repo_arg, shared, text};
 use std::time::Duration;
-
-fn quantpipe(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-        .args(args)
-        .env("QUANTPIPE_HOME", home)
-        // Tests use the registry inside their own home unless they name another.
-        .env_remove("QUANTPIPE_DATABASE_URL")
-        .env_remove("QUANTPIPE_ARTIFACTS")
-        .env_remove("QUANTPIPE_SCOPE")
-        .output()
-        .expect("run quantpipe")
-}
-
-fn repo(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
-}
-
-fn shared(name: &str) -> String {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let p = dir.join(name);
-    assert!(p.exists(), "missing real data file {}", p.display());
-    p.display().to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 #[test]
 fn quickstart_ingest_list_quality_and_json() {
     let home = tempfile::tempdir().unwrap();
-    let out = quantpipe(home.path(), &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]);
+    let out = quantpipe(home.path(), &["ingest", &repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz")]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(
@@ -184,7 +157,7 @@ fn cross_section_ranks_per_date_from_the_cli() {
 #[test]
 fn labels_splits_and_backtest_from_the_cli() {
     let home = tempfile::tempdir().unwrap();
-    let sample = repo("data/sample/bitfinex_btcusd_1h.csv.gz");
+    let sample = repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz");
     assert!(quantpipe(home.path(), &["ingest", &sample]).status.success());
 
     // Labels: JSON summary, the file written, and the drop counts add up.
@@ -320,7 +293,7 @@ fn labels_splits_and_backtest_from_the_cli() {
 #[test]
 fn train_holds_out_purges_saves_and_exports() {
     let home = tempfile::tempdir().unwrap();
-    let sample = repo("data/sample/bitfinex_btcusd_1h.csv.gz");
+    let sample = repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz");
     assert!(quantpipe(home.path(), &["ingest", &sample]).status.success());
     let model_dir = home.path().join("model");
     let onnx = home.path().join("model.onnx");
@@ -343,7 +316,7 @@ fn train_holds_out_purges_saves_and_exports() {
             "--json".into(),
         ]
     };
-    let direction = repo("docs/models/direction_lightgbm.toml");
+    let direction = repo_arg("docs/models/direction_lightgbm.toml");
     let a = args(&direction);
     let out = quantpipe(home.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", text(&out));
@@ -377,7 +350,7 @@ fn train_holds_out_purges_saves_and_exports() {
 fn an_ensemble_trains_and_registers_as_one_model() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    assert!(quantpipe(h, &["ingest", &repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
     let out_dir = h.join("stacked");
     let trained = train_sample_with(h, "docs/models/ensemble_stacking.toml", &out_dir, &["--register", "btc_stacked"]);
     let v = json(&trained);
@@ -418,7 +391,7 @@ fn train_sample(home: &Path, out: &Path, extra: &[&str]) -> Output {
 /// `quantpipe train` on the ingested BTCUSD sample, 4-hour direction, with the model file `model`
 /// (relative to the repository).
 fn train_sample_with(home: &Path, model: &str, out: &Path, extra: &[&str]) -> Output {
-    let model = repo(model);
+    let model = repo_arg(model);
     let mut args = vec![
         "train",
         "BTCUSD",
@@ -438,16 +411,11 @@ fn train_sample_with(home: &Path, model: &str, out: &Path, extra: &[&str]) -> Ou
     quantpipe(home, &args)
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
-
 #[test]
 fn registry_lifecycle_from_the_cli() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    assert!(quantpipe(h, &["ingest", &repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
     let first = json(&train_sample(h, &h.join("m1"), &["--register", "btc_dir", "--experiment", "btc"]));
     assert_eq!(first["registered"]["version"], "1.0.0");
     let run_id = first["run_id"].as_i64().unwrap();
@@ -540,7 +508,7 @@ fn registry_lifecycle_from_the_cli() {
 fn killed_registration_leaves_no_half_written_version() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    assert!(quantpipe(h, &["ingest", &repo("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
+    assert!(quantpipe(h, &["ingest", &repo_arg("data/sample/bitfinex_btcusd_1h.csv.gz")]).status.success());
     let model_dir = h.join("model");
     json(&train_sample(h, &model_dir, &[]));
     // A large file in the artifact makes the window between the version's row and its commit wide.
@@ -664,7 +632,7 @@ fn trade_record_roles_train_from_a_table() {
     let trades = trade_records(&table);
     let table_arg = table.to_str().unwrap().to_string();
     let train = |model: &str, target: &str, extra: &[&str]| {
-        let model = repo(model);
+        let model = repo_arg(model);
         let out = home.path().join(format!("m_{target}"));
         let mut args = vec![
             "train",
@@ -717,7 +685,7 @@ fn trade_record_roles_train_from_a_table() {
     }
 
     // Mistakes exit with 1 and name the row and the column.
-    let model = repo("docs/models/trade_success_classifier.toml");
+    let model = repo_arg("docs/models/trade_success_classifier.toml");
     let refused = |table: &str, extra: &[&str]| -> String {
         let mut args = vec!["train", "--table", table, "--model", &model, "-o", "x"];
         args.extend_from_slice(extra);

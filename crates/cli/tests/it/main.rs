@@ -3,5 +3,6 @@
 //! which is a large part of a cold CI build on 2 cores.
 
 mod cli;
+mod common;
 mod run;
 mod serve;

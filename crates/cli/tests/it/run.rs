@@ -3,36 +3,9 @@
 //! themselves and leave the registry untouched; the report in a real browser.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn quantpipe(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quantpipe"))
-        .args(args)
-        .env("QUANTPIPE_HOME", home)
-        .env_remove("QUANTPIPE_DATABASE_URL")
-        .env_remove("QUANTPIPE_ARTIFACTS")
-        .env_remove("QUANTPIPE_SCOPE")
-        // The examples on real data find it through this.
-        .env("QUANTPIPE_SHARED_DATA", shared_data())
-        // Several runs share 2 cores while tests run in parallel: OpenMP threads that spin while
-        // waiting would starve each other.
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .expect("run quantpipe")
-}
-
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{:?}: {}", o.status, text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
+use crate::common::{json, quantpipe, repo, shared_data, text};
 
 /// AUC by counting ordered pairs (ties half), independent of quantpipe's implementation.
 fn pairwise_auc(y: &[f64], p: &[f64]) -> f64 {
@@ -419,14 +392,6 @@ fn check_in_browser(report: &Path) {
     // Kept for people to look at (CARGO_TARGET_TMPDIR/quickstart-report.png).
     let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quickstart-report.png");
     std::fs::copy(&shot, keep).unwrap();
-}
-
-fn shared_data() -> String {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(dir.join("eurusd_1h.csv.gz").exists(), "missing real data in {}", dir.display());
-    dir.display().to_string()
 }
 
 /// Every example in examples/ is a valid pipeline over its real data (config, data, features, labels

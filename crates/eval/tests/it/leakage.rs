@@ -6,12 +6,9 @@
 //!   each training window only.
 
 use std::ops::Range;
-use std::path::PathBuf;
 
+use crate::common::fil;
 use quantpipe_core::preprocess::{Impute, PreprocessSpec, Preprocessor};
-use quantpipe_core::{Bars, Symbol};
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_eval::leak;
 use quantpipe_eval::metrics::roc_auc;
 use quantpipe_eval::split::{LabelTimes, Scheme, Split};
@@ -19,22 +16,6 @@ use quantpipe_features::{compute, FeatureSet, Indicator};
 use quantpipe_labels::{LabelSpec, Labels};
 
 const HOUR: i64 = 3_600_000;
-
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    dir.join(name)
-}
-
-fn fil() -> &'static Bars {
-    static BARS: std::sync::OnceLock<Bars> = std::sync::OnceLock::new();
-    BARS.get_or_init(|| {
-        let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
-        let mut read = read_bars(&shared("filusdt_perp_1m_2023.csv.gz"), &opts).unwrap();
-        validate(read.series.remove(0), &Policy::default()).unwrap().bars
-    })
-}
 
 fn label(toml: &str) -> Labels {
     LabelSpec::from_toml(toml, "test").unwrap().compute(fil(), None).unwrap()

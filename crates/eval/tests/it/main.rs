@@ -2,5 +2,6 @@
 //! a binary of its own: every test binary is compiled and linked against the whole dependency tree,
 //! which is a large part of a cold CI build on 2 cores.
 
+mod common;
 mod leakage;
 mod reference;

@@ -10,42 +10,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use quantpipe_core::{Bars, Symbol};
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
+use crate::common::fil;
+use quantpipe_core::testing::test_python as python;
+use quantpipe_core::Bars;
 use quantpipe_eval::backtest::{simulate, Costs, PositionRule};
 use quantpipe_eval::metrics::{binary_scores, calibration_table, ic_by_date, regression_scores};
 use quantpipe_eval::overfit::sharpe_statistics;
 use quantpipe_eval::stats::{normal_cdf, normal_ppf};
 use quantpipe_labels::LabelSpec;
 use serde_json::{json, Value};
-
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let p = dir.join(name);
-    assert!(p.exists(), "missing real data file {}", p.display());
-    p
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("QUANTPIPE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python with scikit-learn at {}: run ./scripts/test (it creates .venv) or set QUANTPIPE_PYTHON",
-        p.display()
-    );
-    p
-}
-
-fn fil() -> Bars {
-    let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
-    let mut read = read_bars(&shared("filusdt_perp_1m_2023.csv.gz"), &opts).unwrap();
-    validate(read.series.remove(0), &Policy::default()).unwrap().bars
-}
 
 /// Runs the oracle on `input` and returns its answer.
 fn oracle(input: &Value) -> Value {
@@ -89,10 +62,10 @@ fn predictions(bars: &Bars, rows: &[usize]) -> Vec<f64> {
 fn metrics_distributions_and_backtest_equal_the_python_stack() {
     let bars = fil();
     let spec = LabelSpec::from_toml("kind = \"horizon\"\nhorizons = [60]", "t").unwrap();
-    let labels = spec.compute(&bars, None).unwrap();
+    let labels = spec.compute(bars, None).unwrap();
     let y = labels.column("dir_60b").unwrap().to_vec();
     let forward = labels.column("ret_60b").unwrap().to_vec();
-    let p = predictions(&bars, &labels.row);
+    let p = predictions(bars, &labels.row);
     // Regression: predict the next hour's return by minus the last hour's.
     let past: Vec<f64> =
         labels.row.iter().map(|&i| -(bars.close[i] / bars.close[i.saturating_sub(60)] - 1.0)).collect();
@@ -112,7 +85,7 @@ fn metrics_distributions_and_backtest_equal_the_python_stack() {
     // Backtests of the one-hour call, re-decided at the start of every hour and held through it: full
     // positions beyond |z| ≈ 2, and positions sized by confidence.
     let close = &bars.close;
-    let per_bar_p = predictions(&bars, &(0..bars.len()).collect::<Vec<_>>());
+    let per_bar_p = predictions(bars, &(0..bars.len()).collect::<Vec<_>>());
     let costs = Costs { fee_bps: 4.0, slippage_bps: 2.0 };
     let rules = [
         PositionRule { long_above: 0.65, short_below: Some(0.35), size_by_confidence: false },

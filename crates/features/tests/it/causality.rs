@@ -4,21 +4,13 @@
 //! - truncating the series after bar t, or changing every bar after t, never changes a value at or
 //!   before t.
 
-use std::path::PathBuf;
-
-use quantpipe_core::{Bars, Symbol};
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
+use crate::common::load;
+use quantpipe_core::Bars;
 use quantpipe_features::kernels::Bar;
 use quantpipe_features::{compute, compute_with_threads, FeatureSet, FeatureState};
 
 fn fil_bars(n: usize) -> Bars {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
-    let mut read = read_bars(&dir.join("filusdt_perp_1m_2023.csv.gz"), &opts).unwrap();
-    let bars = validate(read.series.remove(0), &Policy::default()).unwrap().bars;
+    let bars = load("filusdt_perp_1m_2023.csv.gz", "FILUSDT");
     let idx: Vec<usize> = (0..n).collect();
     bars.select(&idx)
 }

@@ -2,8 +2,7 @@
 //! value are a permutation of 0, 1/(n−1), …, 1 (no ties in returns of 20 symbols), and the z-scores
 //! have mean 0 and population σ 1.
 
-use std::path::PathBuf;
-
+use quantpipe_core::testing::shared_data_file;
 use quantpipe_data::quality::{validate, ConflictRule, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_features::cross::cross_section;
@@ -11,10 +10,7 @@ use quantpipe_features::{compute, FeatureSet, Indicator};
 
 #[test]
 fn sp500_daily_return_ranks() {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let read = read_bars(&dir.join("sp500_daily_5yr.csv.gz"), &ReadOptions::default()).unwrap();
+    let read = read_bars(&shared_data_file("sp500_daily_5yr.csv.gz"), &ReadOptions::default()).unwrap();
     let policy = Policy { repair: true, on_conflict: Some(ConflictRule::KeepFirst), ..Policy::default() };
     let set = FeatureSet { name: "r".into(), features: vec![Indicator::Roc { period: 20 }] };
     let frames: Vec<_> =

@@ -3,6 +3,7 @@
 //! which is a large part of a cold CI build on 2 cores.
 
 mod causality;
+mod common;
 mod cross_section;
 mod multi_timeframe;
 mod talib_reference;

@@ -1,22 +1,14 @@
 //! Higher-timeframe features on 1-minute bars equal the same features computed on resampled
 //! hourly bars, taken from the last hour that had closed by each minute's close (bit for bit).
 
-use std::path::PathBuf;
-
-use quantpipe_core::{Symbol, Timeframe};
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
+use crate::common::load;
+use quantpipe_core::Timeframe;
 use quantpipe_data::resample::resample;
 use quantpipe_features::{compute, FeatureSet, Indicator};
 
 #[test]
 fn hourly_features_on_minutes_are_as_of_the_last_closed_hour() {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let opts = ReadOptions { symbol: Some(Symbol::new("FILUSDT").unwrap()), ..Default::default() };
-    let mut read = read_bars(&dir.join("filusdt_perp_1m_2023.csv.gz"), &opts).unwrap();
-    let all = validate(read.series.remove(0), &Policy::default()).unwrap().bars;
+    let all = load("filusdt_perp_1m_2023.csv.gz", "FILUSDT");
     // 40 days, and a few rows cut out of the middle so that an hour closes across a gap.
     let mut keep: Vec<usize> = (0..40 * 1440).collect();
     keep.retain(|&i| !(10_000..10_090).contains(&i));

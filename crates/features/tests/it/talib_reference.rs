@@ -9,38 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use quantpipe_core::{Bars, Symbol};
-use quantpipe_data::quality::{validate, Policy};
-use quantpipe_data::read::{read_bars, ReadOptions};
+use crate::common::load;
+use quantpipe_core::testing::test_python as python;
 use quantpipe_features::{compute, FeatureSet};
-
-fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let p = dir.join(name);
-    assert!(p.exists(), "missing real data file {}", p.display());
-    p
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("QUANTPIPE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python with TA-Lib at {}: run ./scripts/test (it creates .venv) or set QUANTPIPE_PYTHON",
-        p.display()
-    );
-    p
-}
-
-fn load(file: &str, symbol: &str) -> Bars {
-    let opts = ReadOptions { symbol: Some(Symbol::new(symbol).unwrap()), ..Default::default() };
-    let mut read = read_bars(&shared(file), &opts).unwrap();
-    let raw = read.series.remove(0);
-    validate(raw, &Policy::default()).unwrap().bars
-}
 
 fn write_f64(path: &Path, v: &[f64]) {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -1,28 +1,14 @@
 //! Shared by the models crate's integration tests: FILUSDT 1m features and labels, Python from the
 //! test virtual environment, raw f64 files for exchanging arrays with Python.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use quantpipe_core::testing::{shared_data_file as shared, test_python as python};
 use quantpipe_core::{Bars, Symbol};
 use quantpipe_data::quality::{validate, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
 use quantpipe_features::{compute, FeatureSet, Indicator};
 use quantpipe_labels::LabelSpec;
-
-pub fn shared(name: &str) -> PathBuf {
-    let dir = std::env::var_os("QUANTPIPE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    dir.join(name)
-}
-
-pub fn python() -> PathBuf {
-    let p = std::env::var_os("QUANTPIPE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(p.exists(), "no Python with lightgbm at {}: run ./scripts/test", p.display());
-    p
-}
 
 /// Features and several targets of FILUSDT 1m, row-major, on the rows every label has.
 pub struct Data {
@@ -131,4 +117,10 @@ pub fn python_reference(
         .unwrap();
     assert!(status.success(), "{script} {kind} failed");
     read_f64(&paths[3])
+}
+
+/// The largest absolute difference between two equally long arrays.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }

@@ -1,7 +1,7 @@
 //! Logistic and linear regression against scikit-learn on FILUSDT features: same preprocessed rows,
 //! same penalties, the same optimum (coefficients and predictions within the stated tolerances).
 
-use crate::common::{data, python_reference};
+use crate::common::{data, max_abs_diff, python_reference};
 use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::linear::{LinearParams, LogisticParams, Penalty};
 use quantpipe_models::{fit, load, Dataset, Model, ModelSpec};
@@ -27,11 +27,6 @@ fn sklearn(kind: &str, params: serde_json::Value, x_train: &[f64], y: &[f64], x_
     let out = python_reference("linear_ref.py", kind, &params, &transform(x_train), y, &transform(x_test), d);
     let n = x_test.len() / d;
     Reference { predictions: out[..n].to_vec(), coefficients: out[n..n + d].to_vec(), intercept: out[n + d] }
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 /// Coefficients and intercept as the artifact stores them.

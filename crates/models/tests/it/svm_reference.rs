@@ -1,7 +1,7 @@
 //! SVMs against scikit-learn's `SVC` / `SVR` (LIBSVM inside) on FILUSDT features: the same
 //! preprocessed rows and parameters give the same support vectors and decision values.
 
-use crate::common::{data, python_reference};
+use crate::common::{data, max_abs_diff, python_reference};
 use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::svm::{SvmKernel, SvmModel, SvmObjective, SvmParams};
 use quantpipe_models::{fit, load, Dataset, Model, ModelSpec};
@@ -36,11 +36,6 @@ fn sklearn(kind: &str, params: &SvmParams, x: &[f64], y: &[f64], t: &[f64], d: u
     let mut out = python_reference("svm_ref.py", kind, &json, x, y, t, d);
     let count = out.pop().unwrap() as usize;
     (out, count)
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 fn support_vectors(model: &SvmModel) -> usize {

@@ -21,16 +21,14 @@ impl Drop for Emulator {
 }
 
 fn start_emulator() -> Emulator {
-    let python = std::env::var("QUANTPIPE_PYTHON").unwrap_or_else(|_| {
-        panic!("QUANTPIPE_PYTHON is not set: run the suite with scripts/test, which builds .venv (moto) and sets it")
-    });
+    let python = quantpipe_core::testing::test_python();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(&python)
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting the S3 emulator with {python} -m moto.server: {e}"));
+        .unwrap_or_else(|e| panic!("starting the S3 emulator with {} -m moto.server: {e}", python.display()));
     let emulator = Emulator { child, port };
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
