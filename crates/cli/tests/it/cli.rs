@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::common::{json, quantpipe, repo_arg, shared, text};
-use std::time::Duration;
 
 #[test]
 fn quickstart_ingest_list_quality_and_json() {
