@@ -1,6 +1,7 @@
 //! The benchmark matrix shared by the models crate's timing harnesses: FILUSDT 1m, 50 standard
 //! features without long warm-ups, up to 200,000 rows past the warm-up, and the 60-bar direction.
 
+use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_core::Symbol;
 use quantpipe_data::quality::{validate, Policy};
 use quantpipe_data::read::{read_bars, ReadOptions};
@@ -34,4 +35,17 @@ pub fn fil_matrix(csv_gz: &std::path::Path) -> Matrix {
 /// Raw little-endian f64s, the format the Python sides read with `numpy.fromfile`.
 pub fn write_f64(path: &std::path::Path, v: &[f64]) {
     std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+}
+
+impl Matrix {
+    /// The first `rows` rows, standardised with statistics fitted on those rows (median imputation,
+    /// as `PreprocessSpec`'s default) — what the SVM and neural-net harnesses train on.
+    pub fn first_rows_standardized(self, rows: usize) -> Matrix {
+        let d = self.names.len();
+        let mut x = self.x[..rows * d].to_vec();
+        let spec = PreprocessSpec { standardize: true, ..PreprocessSpec::default() };
+        let pre = Preprocessor::fit_rows(&spec, &x, d);
+        x.chunks_exact_mut(d).for_each(|r| pre.apply_row(r));
+        Matrix { names: self.names, x, y: self.y[..rows].to_vec() }
+    }
 }

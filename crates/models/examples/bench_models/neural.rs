@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::neural::{MlpParams, NeuralModel};
 use quantpipe_models::{Dataset, Model};
 
@@ -15,13 +14,9 @@ pub fn run(args: &[String]) {
     let out = std::path::Path::new(&args[2]);
     let rows: usize = args.get(3).map_or(100_000, |r| r.parse().expect("ROWS"));
     let epochs: usize = args.get(4).map_or(10, |r| r.parse().expect("EPOCHS"));
-    let crate::common::Matrix { names, x, y } = crate::common::fil_matrix(std::path::Path::new(&args[1]));
+    let crate::common::Matrix { names, x, y } =
+        crate::common::fil_matrix(std::path::Path::new(&args[1])).first_rows_standardized(rows);
     let d = names.len();
-    let mut x = x[..rows * d].to_vec();
-    let y = y[..rows].to_vec();
-    let spec = PreprocessSpec { standardize: true, ..PreprocessSpec::default() };
-    let pre = Preprocessor::fit_rows(&spec, &x, d);
-    x.chunks_exact_mut(d).for_each(|r| pre.apply_row(r));
     let train = rows * 4 / 5;
     let data = Dataset {
         features: &x[..train * d],

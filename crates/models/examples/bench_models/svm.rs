@@ -7,20 +7,15 @@
 
 use std::time::Instant;
 
-use quantpipe_core::preprocess::{PreprocessSpec, Preprocessor};
 use quantpipe_models::svm::{SvmKernel, SvmModel, SvmParams};
 use quantpipe_models::Dataset;
 
 pub fn run(args: &[String]) {
     let out = std::path::Path::new(&args[2]);
     let rows: usize = args.get(3).map_or(10_000, |r| r.parse().expect("ROWS"));
-    let crate::common::Matrix { names, x, y } = crate::common::fil_matrix(std::path::Path::new(&args[1]));
+    let crate::common::Matrix { names, x, y } =
+        crate::common::fil_matrix(std::path::Path::new(&args[1])).first_rows_standardized(rows);
     let d = names.len();
-    let mut x = x[..rows * d].to_vec();
-    let y = y[..rows].to_vec();
-    let spec = PreprocessSpec { standardize: true, ..PreprocessSpec::default() };
-    let pre = Preprocessor::fit_rows(&spec, &x, d);
-    x.chunks_exact_mut(d).for_each(|r| pre.apply_row(r));
     let data = Dataset { features: &x, feature_names: &names, labels: &y, weights: None, label_windows: None };
     let mut report = serde_json::json!({"rows": rows, "features": d});
     for (name, params) in [
